@@ -1,0 +1,20 @@
+"""Data: offline MNIST, Colored-MNIST with its factors, one-vs-rest splits, outlier exposure,
+CIFAR-10."""
+
+from captum_cfx.data.cifar import load_cifar10
+from captum_cfx.data.colored import DEFAULT_PALETTE, colored_mnist
+from captum_cfx.data.dataset import LabeledImages, default_data_root
+from captum_cfx.data.mnist import load_mnist
+from captum_cfx.data.outliers import random_strokes
+from captum_cfx.data.splits import one_vs_rest
+
+__all__ = [
+    "DEFAULT_PALETTE",
+    "LabeledImages",
+    "colored_mnist",
+    "default_data_root",
+    "load_cifar10",
+    "load_mnist",
+    "one_vs_rest",
+    "random_strokes",
+]

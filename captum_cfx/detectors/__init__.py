@@ -1,0 +1,31 @@
+"""Detectors: the adapter that makes any detector a phi in [0, 1], and the paper's detectors."""
+
+from captum_cfx.detectors.adapter import (
+    AnomalyDetector,
+    CalibrationNotice,
+    NotDifferentiableWarning,
+    as_detector,
+)
+from captum_cfx.detectors.reference import (
+    DETECTORS,
+    BCEDetector,
+    DSVDDDetector,
+    FCDDDetector,
+    HSCDetector,
+    ReferenceDetector,
+)
+from captum_cfx.detectors.training import train_detector
+
+__all__ = [
+    "DETECTORS",
+    "AnomalyDetector",
+    "BCEDetector",
+    "CalibrationNotice",
+    "DSVDDDetector",
+    "FCDDDetector",
+    "HSCDetector",
+    "NotDifferentiableWarning",
+    "ReferenceDetector",
+    "as_detector",
+    "train_detector",
+]

@@ -1,0 +1,92 @@
+"""``train_detector``: fit one of the reference detectors on a loader of normal images."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Iterable, Iterator, Optional, Union
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from captum_cfx._validation import check_images
+from captum_cfx.detectors.adapter import iterate_images
+from captum_cfx.detectors.reference import DETECTORS, DSVDDDetector, ReferenceDetector
+
+
+def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
+    """The device to train on: ``device`` when given, else CUDA when present, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _cycle(loader: Iterable[Any]) -> Iterator[Tensor]:
+    while True:
+        yield from iterate_images(loader)
+
+
+def train_detector(
+    name: str,
+    normal_loader: Iterable[Any],
+    outlier_loader: Optional[Iterable[Any]] = None,
+    *,
+    epochs: int = 20,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-6,
+    device: Union[str, torch.device, None] = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> ReferenceDetector:
+    """Train a reference detector.
+
+    Args:
+        name: ``"bce"``, ``"hsc"``, ``"fcdd"`` (these need ``outlier_loader``) or ``"dsvdd"``.
+        normal_loader: yields normal images (N, C, H, W) in [0, 1], or (images, labels).
+        outlier_loader: yields outlier-exposure images of the same shape; cycled as needed.
+        epochs: passes over ``normal_loader``.
+        lr: Adam's learning rate.
+        weight_decay: Adam's weight decay.
+        device: where to train; CUDA when present, else CPU, when None.
+        seed: seeds the weights (and the loaders' shuffling, when they use torch's RNG).
+        progress: show a tqdm bar with the loss.
+
+    Returns:
+        The trained detector in eval mode; its ``forward`` is phi in [0, 1].
+    """
+    if name not in DETECTORS:
+        raise ValueError(f"unknown detector {name!r}; choose one of {sorted(DETECTORS)}.")
+    cls = DETECTORS[name]
+    if cls.needs_outliers and outlier_loader is None:
+        raise ValueError(
+            f"the {name!r} detector is trained with outlier exposure: pass outlier_loader "
+            "(e.g. captum_cfx.data.random_strokes), or use 'dsvdd', which needs normal data only."
+        )
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}.")
+    device = resolve_device(device)
+    torch.manual_seed(seed)
+    first = check_images(next(iterate_images(normal_loader)), "normal_loader's images")
+    detector = cls(first.shape[1], first.shape[-1]).to(device)
+    if isinstance(detector, DSVDDDetector):
+        detector.eval()
+        detector.init_center(torch.cat([b.to(device) for b in iterate_images(normal_loader)]))
+    optimizer = torch.optim.Adam(detector.parameters(), lr=lr, weight_decay=weight_decay)
+    outliers = _cycle(outlier_loader) if outlier_loader is not None else itertools.repeat(None)
+    bar = tqdm(range(epochs), desc=f"train {name}", disable=not progress)
+    for _ in bar:
+        detector.train()
+        for normal in iterate_images(normal_loader):
+            out = next(outliers)
+            loss = detector.loss(normal.to(device), None if out is None else out.to(device))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+    detector.eval()
+    if isinstance(detector, DSVDDDetector):
+        with torch.no_grad():
+            detector.calibrate(
+                torch.cat([detector.distance(b.to(device)) for b in iterate_images(normal_loader)])
+            )
+    return detector
