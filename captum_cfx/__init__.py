@@ -1,12 +1,16 @@
 """captum_cfx: counterfactual explanations for image anomaly detectors, as a Captum plugin."""
 
-from importlib.metadata import PackageNotFoundError, version
-
+from captum_cfx._version import __version__
 from captum_cfx.detectors import AnomalyDetector, as_detector, train_detector
+from captum_cfx.explainer import CounterfactualAnomalyExplainer, NotFittedError
+from captum_cfx.generative import GeneratorConfig
 
-try:
-    __version__ = version("captum-cfx")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0"
-
-__all__ = ["AnomalyDetector", "__version__", "as_detector", "train_detector"]
+__all__ = [
+    "AnomalyDetector",
+    "CounterfactualAnomalyExplainer",
+    "GeneratorConfig",
+    "NotFittedError",
+    "__version__",
+    "as_detector",
+    "train_detector",
+]

@@ -6,11 +6,11 @@ from typing import Optional
 
 import numpy as np
 import torch
-from torch import Tensor
 from skimage.color import hsv2rgb
 from skimage.draw import bezier_curve
 from skimage.filters import gaussian
 from skimage.morphology import dilation, disk
+from torch import Tensor
 
 from captum_cfx.data.dataset import LabeledImages
 

@@ -1,0 +1,474 @@
+"""``CounterfactualAnomalyExplainer``: the Captum face of captum_cfx.
+
+It wires the rooms together: the detector adapter (phi), the generator's training loop, and
+Captum's :class:`~captum.attr.Attribution` contract. It holds no loss math.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence, Tuple, TypeVar, Union
+
+import torch
+from captum.attr import Attribution
+from captum.log import log_usage
+from torch import Tensor
+
+from captum_cfx._validation import check_images
+from captum_cfx._version import __version__
+from captum_cfx.detectors.adapter import AnomalyDetector, as_detector, iterate_images
+from captum_cfx.detectors.training import resolve_device
+from captum_cfx.generative.config import GeneratorConfig
+from captum_cfx.generative.networks import ConceptClassifier, Generator
+from captum_cfx.generative.trainer import CounterfactualTrainer
+
+FORMAT = "captum_cfx.CounterfactualAnomalyExplainer"
+FORMAT_VERSION = 1
+CONFIG_FILE, WEIGHTS_FILE, HISTORY_FILE = "config.json", "weights.pt", "history.json"
+
+InputsT = TypeVar("InputsT", Tensor, Tuple[Tensor, ...])
+
+
+class NotFittedError(RuntimeError):
+    """The explainer was used before ``fit`` (or ``load``)."""
+
+
+def _gather(loader: Iterable[Any], name: str) -> Tensor:
+    """Read every image of a loader into one tensor (M, C, H, W), checking each batch."""
+    batches = [check_images(b, f"{name}'s images") for b in iterate_images(loader)]
+    shapes = {tuple(b.shape[1:]) for b in batches}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"{name} yields images of different shapes {sorted(shapes)}; resize them to one size."
+        )
+    return torch.cat(batches)
+
+
+class CounterfactualAnomalyExplainer(Attribution):
+    """Explains an anomaly detector with K counterfactuals: the anomaly, made normal, K ways.
+
+    ``fit`` trains a conditional generator G(x, alpha, k) against a frozen detector phi on
+    normal images; ``attribute(x, concept=k)`` then returns ``x - G(x, 0, k)``, a map of
+    ``x``'s shape that is positive where the anomaly has more than its normal version.
+
+    Args:
+        forward_func (callable, optional): the detector, when known before ``fit``; ``fit``'s
+            ``detector`` replaces it. Default: None
+        n_concepts (int): K, the number of counterfactuals per image. Default: 2
+        config (GeneratorConfig, optional): sizes, loss weights, optimiser. Default: None
+            (``GeneratorConfig()``)
+
+    Attributes (after ``fit`` or ``load``):
+        forward_func (AnomalyDetector): phi, the wrapped detector (None after a ``load``
+            without a detector).
+        generator_ (Generator), concept_classifier_ (ConceptClassifier): the trained nets.
+        history_ (dict[str, list[float]]): every loss per training step.
+        n_concepts_ (int), input_shape_ (tuple[int, int, int]): K and (C, H, W).
+    """
+
+    def __init__(
+        self,
+        forward_func: Optional[Any] = None,
+        n_concepts: int = 2,
+        config: Optional[GeneratorConfig] = None,
+    ) -> None:
+        super().__init__(forward_func)
+        self.n_concepts = n_concepts
+        self.config = config
+
+    # -- Captum's contract ---------------------------------------------------------------
+    def has_convergence_delta(self) -> bool:
+        return False
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        return False
+
+    # -- training -------------------------------------------------------------------------
+    def fit(
+        self,
+        detector: Any,
+        normal_loader: Iterable[Any],
+        *,
+        outlier_loader: Optional[Iterable[Any]] = None,
+        steps: int = 3000,
+        device: Union[str, torch.device, None] = None,
+        seed: int = 0,
+        progress: bool = True,
+        checkpoint_dir: Union[str, Path, None] = None,
+        checkpoint_every: int = 250,
+        calibration: str = "auto",
+    ) -> CounterfactualAnomalyExplainer:
+        """Train G, D and R against the frozen ``detector``.
+
+        Args:
+            detector: anything :func:`~captum_cfx.as_detector` takes; a raw model is wrapped
+                and calibrated on ``normal_loader``'s images. It is never modified.
+            normal_loader: yields normal images (N, C, H, W) in [0, 1] (1 or 3 channels) or
+                (images, labels) pairs; read once into memory.
+            outlier_loader: optional anomalous or outlier images of the same shape; when
+                given, half of each batch comes from it.
+            steps: training steps in all (a resumed run continues to this count).
+            device: where to train; the detector's device, else CUDA when present, else CPU.
+            seed: makes a CPU run repeatable (weights, batch order, every random draw).
+            progress: show a tqdm bar with the losses.
+            checkpoint_dir: write a checkpoint here every ``checkpoint_every`` steps and at
+                the end, and resume from it when it holds one.
+            checkpoint_every: steps between checkpoints.
+            calibration: passed to ``as_detector`` for a raw model.
+
+        Returns:
+            self, fitted.
+        """
+        if not isinstance(self.n_concepts, int) or self.n_concepts < 1:
+            raise ValueError(f"n_concepts must be a positive int, got {self.n_concepts!r}.")
+        if steps < 1 or checkpoint_every < 1:
+            raise ValueError(
+                f"steps and checkpoint_every must be positive, got {steps} and {checkpoint_every}."
+            )
+        config = self.config or GeneratorConfig()
+        normal = _gather(normal_loader, "normal_loader")
+        outliers = None if outlier_loader is None else _gather(outlier_loader, "outlier_loader")
+        if outliers is not None and outliers.shape[1:] != normal.shape[1:]:
+            raise ValueError(
+                f"outlier_loader's images are {tuple(outliers.shape[1:])}, normal_loader's "
+                f"{tuple(normal.shape[1:])}; they must match."
+            )
+        if min(normal.shape[-2:]) < 8:
+            raise ValueError(f"images must be at least 8x8 pixels, got {tuple(normal.shape[-2:])}.")
+        phi = as_detector(detector, normal_data=normal, calibration=calibration)  # type: ignore[arg-type]
+        device = self._device_for(phi, device)
+        normal = normal.to(device)
+        outliers = None if outliers is None else outliers.to(device)
+        self._check_detector(phi, normal[: config.batch_size])
+        trainer = CounterfactualTrainer(
+            phi, normal, outliers, self.n_concepts, config, device, seed
+        )
+        trainer.run(steps, progress, checkpoint_dir, checkpoint_every)
+        # Set the learned state only now, so a failed fit leaves the explainer as it was.
+        self.forward_func = phi
+        self.config_ = config
+        self.generator_ = trainer.generator
+        self.concept_classifier_ = trainer.concept_classifier
+        self.history_ = dict(trainer.history)
+        self.n_concepts_ = self.n_concepts
+        self.input_shape_ = tuple(normal.shape[1:])
+        return self
+
+    @staticmethod
+    def _device_for(phi: AnomalyDetector, device: Union[str, torch.device, None]) -> torch.device:
+        params = list(phi.model.parameters()) if isinstance(phi.model, torch.nn.Module) else []
+        if params and device is None:
+            return params[0].device
+        chosen = resolve_device(device)
+        if params and params[0].device != chosen:
+            raise ValueError(
+                f"the detector lives on {params[0].device} but fit was asked to train on {chosen}; "
+                "move the detector there first (captum_cfx never moves your model)."
+            )
+        return chosen
+
+    @staticmethod
+    def _check_detector(phi: AnomalyDetector, x: Tensor) -> None:
+        """Refuse a detector no generator can be trained through, before training starts."""
+        probe = x.clone().requires_grad_(True)
+        logit = phi.logit(probe)
+        if not phi.differentiable or not logit.requires_grad:
+            raise ValueError(
+                "the detector's score carries no gradient to the input, so no generator can be "
+                "trained through it; wrap a differentiable torch surrogate of it instead."
+            )
+        (gradient,) = torch.autograd.grad(logit.sum(), probe)
+        if not torch.isfinite(gradient).all() or gradient.abs().sum() == 0:
+            raise ValueError(
+                "the detector's score does not change with the input (a zero or non-finite "
+                "gradient on normal images): is it constant, or saturated? Check its output on "
+                "normal_loader's images."
+            )
+
+    # -- explaining -----------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "generator_"):
+            raise NotFittedError(
+                "this CounterfactualAnomalyExplainer is not fitted yet; call "
+                "fit(detector, normal_loader) or CounterfactualAnomalyExplainer.load(path) first."
+            )
+
+    def _check_inputs(self, inputs: Tensor, clamp_inputs: bool = False) -> Tensor:
+        if clamp_inputs and isinstance(inputs, Tensor) and torch.is_floating_point(inputs):
+            inputs = inputs.clamp(0.0, 1.0)
+        c, h, w = self.input_shape_
+        return check_images(inputs, "inputs", channels=c, size=(h, w))
+
+    def _check_concept(self, concept: int) -> int:
+        if (
+            isinstance(concept, bool)
+            or not isinstance(concept, int)
+            or not 0 <= concept < self.n_concepts_
+        ):
+            raise ValueError(
+                f"concept must be an int in 0..{self.n_concepts_ - 1}, got {concept!r}."
+            )
+        return concept
+
+    @staticmethod
+    def _check_score(target_score: float) -> float:
+        if not 0.0 <= float(target_score) <= 1.0:
+            raise ValueError(f"target_score must lie in [0, 1] (0 = normal), got {target_score}.")
+        return float(target_score)
+
+    @torch.no_grad()
+    def _generate(
+        self, x: Tensor, alpha: Tensor, concept: int, internal_batch_size: Optional[int]
+    ) -> Tensor:
+        """G(x, alpha, concept) batch by batch, in eval mode, on G's device; x's device out."""
+        G = self.generator_
+        G.eval()
+        g_device = next(G.parameters()).device
+        step = internal_batch_size or len(x)
+        if step < 1:
+            raise ValueError(f"internal_batch_size must be positive, got {internal_batch_size}.")
+        out = []
+        for start in range(0, len(x), step):
+            xb = x[start : start + step].to(g_device)
+            ab = alpha[start : start + step].to(g_device, xb.dtype)
+            kb = torch.full((len(xb),), concept, dtype=torch.long, device=g_device)
+            out.append(G(xb, ab, kb).to(x.device))
+        return torch.cat(out)
+
+    def counterfactual(
+        self,
+        inputs: Tensor,
+        concept: int = 0,
+        target_score: float = 0.0,
+        internal_batch_size: Optional[int] = None,
+    ) -> Tensor:
+        """The counterfactual of each image for one concept.
+
+        Args:
+            inputs (Tensor): images (N, C, H, W) in [0, 1], of the fitted channels and size.
+            concept (int): k in 0..K-1. Default: 0
+            target_score (float): alpha, the anomaly score to reach; 0 = normal. Default: 0.0
+            internal_batch_size (int, optional): images per generator call. Default: None (all)
+
+        Returns:
+            Tensor (N, C, H, W) in [0, 1].
+        """
+        self._check_fitted()
+        x = self._check_inputs(inputs)
+        alpha = torch.full((len(x),), self._check_score(target_score))
+        return self._generate(x, alpha, self._check_concept(concept), internal_batch_size)
+
+    def counterfactuals(
+        self, inputs: Tensor, target_score: float = 0.0, internal_batch_size: Optional[int] = None
+    ) -> Tensor:
+        """All K counterfactuals of each image, (N, K, C, H, W); arguments as in
+        :meth:`counterfactual`."""
+        self._check_fitted()
+        x = self._check_inputs(inputs)
+        alpha = torch.full((len(x),), self._check_score(target_score))
+        return torch.stack(
+            [self._generate(x, alpha, k, internal_batch_size) for k in range(self.n_concepts_)], 1
+        )
+
+    def traverse(
+        self,
+        inputs: Tensor,
+        concept: int = 0,
+        alphas: Union[Sequence[float], Tensor, None] = None,
+        internal_batch_size: Optional[int] = None,
+    ) -> Tensor:
+        """The path from each image towards normal along one concept.
+
+        Args:
+            inputs (Tensor): images (N, C, H, W) in [0, 1].
+            concept (int): k in 0..K-1. Default: 0
+            alphas (sequence of float or Tensor (A,), optional): the target scores of the
+                strip's A images, each in [0, 1]. Default: None (six steps from phi(x), the
+                image's own score, down to 0; needs the detector)
+            internal_batch_size (int, optional): images per generator call. Default: None
+
+        Returns:
+            Tensor (N, A, C, H, W).
+        """
+        self._check_fitted()
+        x = self._check_inputs(inputs)
+        k = self._check_concept(concept)
+        if alphas is None:
+            if self.forward_func is None:
+                raise ValueError(
+                    "traverse without alphas needs the detector: load(path, detector=...)."
+                )
+            with torch.no_grad():
+                own = self.forward_func(x).float().cpu()
+            steps = torch.linspace(1.0, 0.0, 6)
+            path = own[:, None] * steps[None, :]  # (N, A)
+        else:
+            grid = torch.as_tensor(alphas, dtype=torch.float32).flatten()
+            if len(grid) == 0 or grid.min() < 0 or grid.max() > 1:
+                raise ValueError(
+                    f"alphas must be a non-empty sequence of values in [0, 1], got {alphas}."
+                )
+            path = grid[None, :].expand(len(x), -1)
+        return torch.stack(
+            [self._generate(x, path[:, a], k, internal_batch_size) for a in range(path.shape[1])], 1
+        )
+
+    @log_usage()
+    def attribute(
+        self,
+        inputs: InputsT,
+        concept: int = 0,
+        target_score: float = 0.0,
+        internal_batch_size: Optional[int] = None,
+        clamp_inputs: bool = False,
+    ) -> InputsT:
+        """The counterfactual attribution ``inputs - counterfactual(inputs, concept)``.
+
+        Args:
+            inputs (Tensor or tuple[Tensor]): images (N, C, H, W) in [0, 1], or a one-tuple
+                of them (Captum's convention; the same form is returned).
+            concept (int): k in 0..K-1. Default: 0
+            target_score (float): alpha, the score the counterfactual is made to reach; 0 is
+                normal. Default: 0.0
+            internal_batch_size (int, optional): images per generator call, to bound memory
+                on large inputs. Default: None (all at once)
+            clamp_inputs (bool): clamp inputs into [0, 1] instead of refusing them; for
+                wrappers that add noise, such as Captum's ``NoiseTunnel`` and
+                ``sensitivity_max``. Default: False
+
+        Returns:
+            Tensor (or a one-tuple) of ``inputs``' shape: positive where the anomaly has more
+            than its normal version, negative where it has less.
+        """
+        is_tuple = isinstance(inputs, tuple)
+        if is_tuple and len(inputs) != 1:
+            raise ValueError(
+                f"inputs must be a tensor or a tuple of one tensor, got a tuple of {len(inputs)}."
+            )
+        self._check_fitted()
+        x = self._check_inputs(inputs[0] if isinstance(inputs, tuple) else inputs, clamp_inputs)
+        attribution = x - self.counterfactual(x, concept, target_score, internal_batch_size)
+        return (attribution,) if is_tuple else attribution  # type: ignore[return-value]
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, path: Union[str, Path]) -> Path:
+        """Write the fitted explainer into the folder ``path``.
+
+        ``weights.pt`` holds tensors only (read back with ``torch.load(weights_only=True)``),
+        ``config.json`` the configuration and ``history.json`` the training history. The
+        detector is not saved (only its calibration statistics): pass it to :meth:`load`.
+
+        Returns:
+            The folder.
+        """
+        self._check_fitted()
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        phi = self.forward_func if isinstance(self.forward_func, AnomalyDetector) else None
+        weights = {
+            "generator": self.generator_.state_dict(),
+            "concept_classifier": self.concept_classifier_.state_dict(),
+            "detector_calibration": phi.state_dict() if phi is not None else {},
+        }
+        config = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "captum_cfx_version": __version__,
+            "n_concepts": self.n_concepts_,
+            "input_shape": list(self.input_shape_),
+            "generator_config": self.config_.to_dict(),
+            "detector": None
+            if phi is None
+            else {
+                "calibration": phi.calibration,
+                "higher_is_anomalous": phi.higher_is_anomalous,
+                "score_key": phi.score_key,
+            },
+        }
+        torch.save(weights, folder / WEIGHTS_FILE)
+        (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+        (folder / HISTORY_FILE).write_text(json.dumps(self.history_))
+        return folder
+
+    @classmethod
+    def load(
+        cls, path: Union[str, Path], detector: Optional[Any] = None
+    ) -> CounterfactualAnomalyExplainer:
+        """Read an explainer written by :meth:`save`, executing nothing from the files.
+
+        Args:
+            path (str or Path): the folder given to ``save``.
+            detector (optional): the detector it was fitted with; an ``AnomalyDetector`` is
+                used as it is, a raw model gets the saved calibration. Default: None (the
+                counterfactuals work without it; ``forward_func`` stays None)
+
+        Raises:
+            FileNotFoundError: a file is missing. ValueError: the files are not a captum_cfx
+            explainer, come from a newer format, or do not fit together.
+        """
+        folder = Path(path)
+        for name in (CONFIG_FILE, WEIGHTS_FILE):
+            if not (folder / name).is_file():
+                raise FileNotFoundError(
+                    f"{folder / name} is missing; is {folder} a folder written by save()?"
+                )
+        try:
+            config = json.loads((folder / CONFIG_FILE).read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{folder / CONFIG_FILE} is not valid JSON: {err}") from err
+        if not isinstance(config, dict) or config.get("format") != FORMAT:
+            raise ValueError(
+                f"{folder} does not hold a captum_cfx explainer (config format mismatch)."
+            )
+        if config.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{folder} was saved in format version {config.get('format_version')}; this "
+                f"captum_cfx reads version {FORMAT_VERSION}. Upgrade captum_cfx."
+            )
+        try:
+            weights = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        except Exception as err:  # any unpickling refusal or corrupt file
+            raise ValueError(
+                f"{folder / WEIGHTS_FILE} is not a plain tensor file and was refused without "
+                f"running it ({type(err).__name__}). Re-save the explainer with save()."
+            ) from err
+        gen_config = GeneratorConfig.from_dict(config["generator_config"])
+        channels = int(config["input_shape"][0])
+        explainer = cls(n_concepts=int(config["n_concepts"]), config=gen_config)
+        generator = Generator(
+            channels, explainer.n_concepts, gen_config.widths, gen_config.cond_dim
+        )
+        concept_classifier = ConceptClassifier(
+            channels, explainer.n_concepts, gen_config.concept_width, gen_config.concept_pool
+        )
+        try:
+            generator.load_state_dict(weights["generator"])
+            concept_classifier.load_state_dict(weights["concept_classifier"])
+        except (KeyError, RuntimeError, TypeError) as err:
+            raise ValueError(
+                f"{folder / WEIGHTS_FILE} does not match its config.json: {err}"
+            ) from err
+        if detector is not None:
+            saved = config.get("detector") or {}
+            phi = as_detector(
+                detector,
+                calibration=saved.get("calibration", "identity"),
+                higher_is_anomalous=saved.get("higher_is_anomalous", True),
+                score_key=saved.get("score_key"),
+            )
+            if weights.get("detector_calibration") and not isinstance(detector, AnomalyDetector):
+                phi.load_state_dict(weights["detector_calibration"])
+            explainer.forward_func = phi
+        explainer.config_ = gen_config
+        explainer.generator_ = generator.eval()
+        explainer.concept_classifier_ = concept_classifier.eval()
+        history_path = folder / HISTORY_FILE
+        explainer.history_ = json.loads(history_path.read_text()) if history_path.is_file() else {}
+        explainer.n_concepts_ = explainer.n_concepts
+        explainer.input_shape_ = tuple(int(v) for v in config["input_shape"])
+        return explainer
+
+
+__all__ = ["CounterfactualAnomalyExplainer", "NotFittedError"]

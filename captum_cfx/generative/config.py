@@ -1,0 +1,70 @@
+"""``GeneratorConfig``: every hyperparameter of the counterfactual generator and its training."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Dict, Tuple
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Sizes, loss weights and optimiser settings; saved with the explainer as JSON.
+
+    Loss weights follow METHOD.md's total
+    ``lambda_gan L_G + lambda_phi L_phi + lambda_rec (L_rec + L_cyc) + lambda_con L_con``,
+    plus ``lambda_distinct`` for the distinctness hinge. Reconstruction is an L1 mean on
+    [0, 1] images, so ``lambda_rec = 20`` equals METHOD's 10 on [-1, 1] images.
+    """
+
+    widths: Tuple[int, int, int] = (16, 32, 64)
+    cond_dim: int = 64
+    disc_width: int = 32
+    concept_width: int = 32
+    concept_pool: int = 4
+    lambda_gan: float = 2.0
+    lambda_phi: float = 1.0
+    lambda_rec: float = 20.0
+    lambda_con: float = 1.0
+    lambda_distinct: float = 1.0
+    distinct_margin: float = 0.05
+    alpha_zero_share: float = 0.25
+    robust_noise: float = 0.03
+    batch_size: int = 32
+    lr: float = 2e-4
+    betas: Tuple[float, float] = (0.0, 0.9)
+
+    def __post_init__(self) -> None:
+        if len(self.widths) != 3 or min(self.widths) < 1:
+            raise ValueError(f"widths must be three positive ints, got {self.widths}.")
+        if not 0.0 <= self.alpha_zero_share <= 1.0:
+            raise ValueError(f"alpha_zero_share must lie in [0, 1], got {self.alpha_zero_share}.")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be at least 2, got {self.batch_size}.")
+        weights = [
+            self.lambda_gan,
+            self.lambda_phi,
+            self.lambda_rec,
+            self.lambda_con,
+            self.lambda_distinct,
+        ]
+        if min(weights) < 0 or self.lr <= 0:
+            raise ValueError("loss weights must be nonnegative and lr positive.")
+
+    def to_dict(self) -> Dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> GeneratorConfig:
+        """The inverse of :meth:`to_dict`; unknown keys are an error."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(
+                f"unknown GeneratorConfig fields {unknown}; was it saved by a newer captum_cfx?"
+            )
+        data = dict(data)
+        for key in ("widths", "betas"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return cls(**data)

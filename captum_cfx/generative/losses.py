@@ -1,0 +1,69 @@
+"""The five loss groups of the method (METHOD.md, "Generator training"), one function each,
+plus the distinctness hinge that keeps the K counterfactuals apart.
+
+Images are (N, C, H, W) in [0, 1] throughout.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def loss_discriminator(d_real: Tensor, d_fake: Tensor) -> Tensor:
+    """1. GAN, D's side (hinge): L_D = E[relu(1 - D(x))] + E[relu(1 + D(x_bar))]."""
+    return F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+
+
+def loss_gan(d_fake: Tensor) -> Tensor:
+    """1. GAN, G's side: L_G = -E[D(x_bar)]."""
+    return -d_fake.mean()
+
+
+def loss_phi(logit_bar: Tensor, alpha: Tensor, logit_tilde: Tensor, score: Tensor) -> Tensor:
+    """2. Anomaly score: L_phi = BCE(phi(x_bar), alpha) + BCE(phi(x_tilde), s).
+
+    Takes phi's logits (N,) rather than phi, so that the loss keeps its gradient where phi
+    has rounded to 0 or 1.
+    """
+    return F.binary_cross_entropy_with_logits(
+        logit_bar, alpha
+    ) + F.binary_cross_entropy_with_logits(logit_tilde, score)
+
+
+def loss_rec(x_rec: Tensor, x: Tensor) -> Tensor:
+    """3. Reconstruction: L_rec = |G(x, s, k) - x|_1 (mean)."""
+    return (x_rec - x).abs().mean()
+
+
+def loss_cyc(x_tilde: Tensor, x: Tensor) -> Tensor:
+    """4. Cycle: L_cyc = |G(G(x, alpha, k), s, k) - x|_1 (mean)."""
+    return (x_tilde - x).abs().mean()
+
+
+def loss_con(
+    logits_change: Tensor, logits_back: Tensor, logits_rec: Tensor, concept: Tensor, n_concepts: int
+) -> Tensor:
+    """5. Concept: R predicts which concept changed (sigmoid BCE).
+
+    Targets one-hot(k) for the pairs (x, x_bar) and (x_bar, x_tilde), logits (N, K) each
+    with ``concept`` (N,); all-zero for (x, x_rec), logits (M, K).
+    """
+    target = F.one_hot(concept, n_concepts).to(logits_change.dtype)
+    return (
+        F.binary_cross_entropy_with_logits(logits_change, target)
+        + F.binary_cross_entropy_with_logits(logits_back, target)
+        + F.binary_cross_entropy_with_logits(logits_rec, torch.zeros_like(logits_rec))
+    )
+
+
+def loss_distinct(x_k: Tensor, x_other: Tensor, margin: float, pool: int = 4) -> Tensor:
+    """The paper's |x_k - x_k'|_1 >= eps' as a hinge on ``pool``-pooled images.
+
+    Counterfactuals of the same inputs for two different concepts, (N, C, H, W) each, are
+    pushed apart until their pooled mean L1 distance reaches ``margin``. Pooling makes the
+    difference one a person sees, not a pixel marker.
+    """
+    distance = (F.avg_pool2d(x_k, pool) - F.avg_pool2d(x_other, pool)).abs().mean((1, 2, 3))
+    return F.relu(margin - distance).mean()

@@ -1,0 +1,164 @@
+"""The three networks of the method: the generator G, the discriminator D, the concept
+classifier R. All adapt to 1 or 3 channels and to 28-64 pixel inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+
+def _groups(width: int) -> int:
+    return min(8, width)
+
+
+class FiLMBlock(nn.Module):
+    """conv 3x3 -> GroupNorm -> FiLM(gamma, beta from the condition) -> SiLU."""
+
+    def __init__(self, in_width: int, out_width: int, cond_dim: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_width, out_width, 3, stride=stride, padding=1)
+        self.norm = nn.GroupNorm(_groups(out_width), out_width, affine=False)
+        self.film = nn.Linear(cond_dim, 2 * out_width)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+
+    def forward(self, h: Tensor, cond: Tensor) -> Tensor:
+        gamma, beta = self.film(cond)[:, :, None, None].chunk(2, dim=1)
+        return F.silu(self.norm(self.conv(h)) * (1 + gamma) + beta)
+
+
+def leaky_clamp(x: Tensor, slope: float = 0.01) -> Tensor:
+    """Clamp to [0, 1] with a small slope outside, so out-of-range pixels keep a gradient."""
+    inside = x.clamp(0.0, 1.0)
+    return inside + slope * (x - inside)
+
+
+class Generator(nn.Module):
+    """G(x, alpha, k): an image made to score ``alpha`` under phi, changed along concept ``k``.
+
+    A small U-Net conditioned on (alpha, one-hot k) through FiLM in every block. Its output
+    mixes two routes with a per-pixel mask m predicted by the decoder:
+
+        G(x, alpha, k) = (1 - m) * T(x) + m * L
+
+    where T is a global per-image colour transform (an affine map of the channels, C x C
+    plus a bias, predicted from the bottleneck; it starts as the identity) and L a local
+    image from the decoder. The global route makes image-wide changes (a recolouring) as
+    cheap as local ones (a stroke), so the concepts are not pushed towards local patches; the
+    mask starts near 0, so an untrained G returns its input.
+
+    Args:
+        channels: image channels, 1 or 3.
+        n_concepts: K.
+        widths: channel widths of the three U-Net levels.
+        cond_dim: size of the condition embedding.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        n_concepts: int,
+        widths: Tuple[int, int, int] = (16, 32, 64),
+        cond_dim: int = 64,
+    ) -> None:
+        super().__init__()
+        w1, w2, w3 = widths
+        self.channels = channels
+        self.n_concepts = n_concepts
+        self.embed = nn.Sequential(
+            nn.Linear(1 + n_concepts, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim)
+        )
+        self.enc1 = FiLMBlock(channels, w1, cond_dim)
+        self.enc2 = FiLMBlock(w1, w2, cond_dim, stride=2)
+        self.enc3 = FiLMBlock(w2, w3, cond_dim, stride=2)
+        self.mid = FiLMBlock(w3, w3, cond_dim)
+        self.dec2 = FiLMBlock(w3 + w2, w2, cond_dim)
+        self.dec1 = FiLMBlock(w2 + w1, w1, cond_dim)
+        self.to_local = nn.Conv2d(w1, channels, 3, padding=1)
+        self.to_mask = nn.Conv2d(w1, 1, 3, padding=1)
+        nn.init.constant_(self.to_mask.bias, -4.0)  # type: ignore[arg-type]  # m ~ 0.02 at the start: G returns x
+        self.to_color = nn.Linear(w3 + cond_dim, channels * channels + channels)
+        nn.init.zeros_(self.to_color.weight)
+        nn.init.zeros_(self.to_color.bias)
+
+    def condition(self, alpha: Tensor, concept: Tensor) -> Tensor:
+        """The embedding (N, cond_dim) of target scores (N,) and concept indices (N,)."""
+        onehot = F.one_hot(concept, self.n_concepts).to(alpha.dtype)
+        return self.embed(torch.cat([alpha[:, None], onehot], 1))
+
+    def forward(self, x: Tensor, alpha: Tensor, concept: Tensor) -> Tensor:
+        """x (N, C, H, W) in [0, 1], alpha (N,) in [0, 1], concept (N,) long
+        -> (N, C, H, W) in [0, 1]."""
+        cond = self.condition(alpha, concept)
+        u = 2 * x - 1
+        h1 = self.enc1(u, cond)
+        h2 = self.enc2(h1, cond)
+        h3 = self.mid(self.enc3(h2, cond), cond)
+        d2 = self.dec2(torch.cat([F.interpolate(h3, size=h2.shape[-2:]), h2], 1), cond)
+        d1 = self.dec1(torch.cat([F.interpolate(d2, size=h1.shape[-2:]), h1], 1), cond)
+        local = (torch.tanh(self.to_local(d1)) + 1) / 2
+        mask = torch.sigmoid(self.to_mask(d1))
+        color = self.to_color(torch.cat([h3.mean((2, 3)), cond], 1))
+        c = self.channels
+        matrix = torch.eye(c, device=x.device, dtype=x.dtype) + color[:, : c * c].view(-1, c, c)
+        transformed = torch.einsum("nij,njhw->nihw", matrix, x) + color[:, c * c :, None, None]
+        return ((1 - mask) * leaky_clamp(transformed) + mask * local).clamp(0.0, 1.0)
+
+
+def _sn_conv(in_width: int, out_width: int, kernel: int, stride: int) -> nn.Module:
+    return spectral_norm(nn.Conv2d(in_width, out_width, kernel, stride=stride, padding=kernel // 2))
+
+
+class Discriminator(nn.Module):
+    """D: a spectral-normalised patch CNN; (N, C, H, W) in [0, 1] -> realness logits (N, P).
+
+    Each of the P outputs judges one patch (the receptive field is about half the image),
+    so a realistic image with an unrealistic patch is still rejected. Unconditional, as in
+    the paper's Theorem 4.2.
+    """
+
+    def __init__(self, channels: int, width: int = 32) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            _sn_conv(channels, width, 3, 1),
+            nn.LeakyReLU(0.2),
+            _sn_conv(width, 2 * width, 4, 2),
+            nn.LeakyReLU(0.2),
+            _sn_conv(2 * width, 4 * width, 4, 2),
+            nn.LeakyReLU(0.2),
+            _sn_conv(4 * width, 1, 3, 1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(2 * x - 1).flatten(1)
+
+
+class ConceptClassifier(nn.Module):
+    """R: which concept changed between two images; (x_a, x_b) -> K logits.
+
+    R sees the pair average-pooled by ``pool`` (and the pooled difference), through a
+    spectral-normalised CNN, so it cannot tell concepts apart by an invisible pixel marker:
+    a concept must be a change visible at a coarse scale.
+    """
+
+    def __init__(self, channels: int, n_concepts: int, width: int = 32, pool: int = 4) -> None:
+        super().__init__()
+        self.pool = pool
+        self.net = nn.Sequential(
+            _sn_conv(3 * channels, width, 3, 1),
+            nn.LeakyReLU(0.2),
+            _sn_conv(width, 2 * width, 3, 1),
+            nn.LeakyReLU(0.2),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            spectral_norm(nn.Linear(2 * width, n_concepts)),
+        )
+
+    def forward(self, x_a: Tensor, x_b: Tensor) -> Tensor:
+        a, b = F.avg_pool2d(x_a, self.pool), F.avg_pool2d(x_b, self.pool)
+        return self.net(torch.cat([a, b, b - a], 1))

@@ -1,0 +1,279 @@
+"""The training loop behind ``CounterfactualAnomalyExplainer.fit``.
+
+One step (:meth:`CounterfactualTrainer.train_step`) draws a batch, samples target scores
+alpha and concepts k, and computes
+
+    x_bar = G(x, alpha, k)      x_tilde = G(x_bar, s, k)      x_rec = G(x, s, k)
+
+with s = phi(x), then updates D on the hinge loss and G and R together on the five loss
+groups. Each image is generated for two different concepts in the same step, so the
+distinctness hinge can compare them. The trainer owns every random state (weights, batch
+order, alpha, k, augmentations) in one ``torch.Generator``, so a checkpointed run resumes
+to exactly the weights an uninterrupted run ends with on the CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from captum_cfx.detectors.adapter import AnomalyDetector
+from captum_cfx.generative import losses
+from captum_cfx.generative.augment import diff_augment, robust_view
+from captum_cfx.generative.config import GeneratorConfig
+from captum_cfx.generative.networks import ConceptClassifier, Discriminator, Generator
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def atomic_save(obj: Dict[str, Any], path: Path) -> None:
+    """``torch.save`` to a temporary file, then rename: a crash never leaves a half file."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class CounterfactualTrainer:
+    """Trains G, D and R for a frozen detector on in-memory images.
+
+    Args:
+        detector: phi, frozen; its logits drive L_phi.
+        normal: normal images (M, C, H, W) in [0, 1], on ``device``.
+        outliers: optional outlier images (M', C, H, W); half of each batch when given.
+        n_concepts: K.
+        config: the hyperparameters.
+        device: where to train.
+        seed: seeds the weights and every random draw of training.
+    """
+
+    def __init__(
+        self,
+        detector: AnomalyDetector,
+        normal: Tensor,
+        outliers: Optional[Tensor],
+        n_concepts: int,
+        config: GeneratorConfig,
+        device: torch.device,
+        seed: int,
+    ) -> None:
+        self.detector = detector
+        self.normal = normal
+        self.outliers = outliers
+        self.n_concepts = n_concepts
+        self.config = config
+        self.device = device
+        channels = normal.shape[1]
+        with torch.random.fork_rng(devices=[]):  # seed the weights without touching global RNG
+            torch.manual_seed(seed)
+            self.generator = Generator(channels, n_concepts, config.widths, config.cond_dim).to(
+                device
+            )
+            self.discriminator = Discriminator(channels, config.disc_width).to(device)
+            self.concept_classifier = ConceptClassifier(
+                channels, n_concepts, config.concept_width, config.concept_pool
+            ).to(device)
+        g_params = list(self.generator.parameters()) + list(self.concept_classifier.parameters())
+        self.opt_g = torch.optim.Adam(g_params, lr=config.lr, betas=config.betas)
+        self.opt_d = torch.optim.Adam(
+            self.discriminator.parameters(), lr=config.lr, betas=config.betas
+        )
+        self.rng = torch.Generator().manual_seed(seed)
+        self.step = 0
+        self.history: Dict[str, List[float]] = defaultdict(list)
+        self.running_normal = 0.0  # running share of alpha = 0 samples that phi finds normal
+        self.best: Optional[Dict[str, Any]] = None
+
+    # -- one step -------------------------------------------------------------------------
+    def sample_batch(self) -> Tensor:
+        """A batch of training images; half outliers when there are any."""
+        b = self.config.batch_size
+        if self.outliers is None:
+            return self.normal[torch.randint(len(self.normal), (b,), generator=self.rng)]
+        half = b // 2
+        pick_n = torch.randint(len(self.normal), (b - half,), generator=self.rng)
+        pick_o = torch.randint(len(self.outliers), (half,), generator=self.rng)
+        return torch.cat([self.normal[pick_n], self.outliers[pick_o]])
+
+    def sample_conditions(self, n: int) -> tuple:
+        """alpha (n,) with a share of exact zeros, concepts k (n,) and other concepts k' != k."""
+        alpha = torch.rand(n, generator=self.rng)
+        alpha[torch.rand(n, generator=self.rng) < self.config.alpha_zero_share] = 0.0
+        concept = torch.randint(self.n_concepts, (n,), generator=self.rng)
+        other = (
+            concept + torch.randint(1, max(self.n_concepts, 2), (n,), generator=self.rng)
+        ) % self.n_concepts
+        return alpha.to(self.device), concept.to(self.device), other.to(self.device)
+
+    def train_step(self) -> Dict[str, float]:
+        """One update of D, then of G and R; returns every loss as a float."""
+        cfg, G, D, R = self.config, self.generator, self.discriminator, self.concept_classifier
+        x = self.sample_batch()
+        with torch.no_grad():
+            score = self.detector(x).float()
+        alpha, concept, other = self.sample_conditions(len(x))
+        # Every image is generated for concept k and for another concept k' (distinctness).
+        xx, aa, ss = (torch.cat([t, t]) for t in (x, alpha, score))
+        kk = torch.cat([concept, other])
+        x_bar = G(xx, aa, kk)
+        x_tilde = G(x_bar, ss, kk)
+        x_rec = G(x, score, concept)
+
+        # 1. GAN, discriminator update.
+        d_real = D(diff_augment(x, self.rng))
+        d_fake = D(diff_augment(x_bar.detach(), self.rng))
+        loss_d = losses.loss_discriminator(d_real, d_fake)
+        self._check_finite({"loss_d": loss_d})
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+
+        # G and R: the five loss groups.
+        n = len(x)
+        logit_bar = self.detector.logit(robust_view(x_bar, self.rng, cfg.robust_noise)).float()
+        logit_tilde = self.detector.logit(robust_view(x_tilde, self.rng, cfg.robust_noise)).float()
+        terms = {
+            "loss_gan": losses.loss_gan(D(diff_augment(x_bar, self.rng))),
+            "loss_phi": losses.loss_phi(logit_bar, aa, logit_tilde, ss),
+            "loss_rec": losses.loss_rec(x_rec, x),
+            "loss_cyc": losses.loss_cyc(x_tilde, xx),
+            "loss_con": losses.loss_con(
+                R(xx, x_bar), R(x_bar, x_tilde), R(x, x_rec), kk, self.n_concepts
+            ),
+            "loss_distinct": losses.loss_distinct(
+                x_bar[:n], x_bar[n:], cfg.distinct_margin, cfg.concept_pool
+            ),
+        }
+        total = (
+            cfg.lambda_gan * terms["loss_gan"]
+            + cfg.lambda_phi * terms["loss_phi"]
+            + cfg.lambda_rec * (terms["loss_rec"] + terms["loss_cyc"])
+            + cfg.lambda_con * terms["loss_con"]
+            + cfg.lambda_distinct * terms["loss_distinct"]
+        )
+        self._check_finite({**terms, "loss_total": total})
+        self.opt_g.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt_g.step()
+
+        at_zero = aa == 0
+        if at_zero.any():
+            share = float((logit_bar[at_zero] < 0).float().mean())
+            self.running_normal += 0.02 * (share - self.running_normal)
+        record = {name: value.item() for name, value in terms.items()}
+        record.update(
+            loss_d=loss_d.item(), loss_total=total.item(), normal_at_zero=self.running_normal
+        )
+        self.step += 1
+        for name, value in record.items():
+            self.history[name].append(value)
+        return record
+
+    def _check_finite(self, terms: Dict[str, Tensor]) -> None:
+        for name, value in terms.items():
+            if not torch.isfinite(value).all():
+                raise FloatingPointError(
+                    f"{name} became {value.item()} at step {self.step + 1}; no weights were "
+                    "updated. Lower the learning rate, check the detector's scores on these "
+                    "images, or resume from the last checkpoint."
+                )
+
+    # -- state ----------------------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        """Everything needed to resume: weights, optimisers, RNG, step, history."""
+        return {
+            "step": self.step,
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "concept_classifier": self.concept_classifier.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "rng": self.rng.get_state(),
+            "history": dict(self.history),
+            "running_normal": self.running_normal,
+        }
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Resume from :meth:`state_dict`."""
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.concept_classifier.load_state_dict(state["concept_classifier"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.rng.set_state(state["rng"])
+        self.step = int(state["step"])
+        self.history = defaultdict(list, {k: list(v) for k, v in state["history"].items()})
+        self.running_normal = float(state["running_normal"])
+
+    def _snapshot_if_best(self) -> None:
+        if self.best is None or self.running_normal >= self.best["running_normal"]:
+            self.best = {
+                "running_normal": self.running_normal,
+                "generator": copy.deepcopy(self.generator.state_dict()),
+                "concept_classifier": copy.deepcopy(self.concept_classifier.state_dict()),
+            }
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(
+        self,
+        steps: int,
+        progress: bool = True,
+        checkpoint_dir: Union[str, Path, None] = None,
+        checkpoint_every: int = 250,
+    ) -> None:
+        """Train until ``steps`` steps in all, resuming from ``checkpoint_dir`` when it holds one.
+
+        Ctrl-C stops cleanly: the step in progress is dropped, the last checkpoint stays the
+        point to resume from, and G and R keep the snapshot (taken at each checkpoint step)
+        with the best running share of alpha = 0 samples that phi finds normal.
+        """
+        path = None
+        if checkpoint_dir is not None:
+            path = Path(checkpoint_dir) / CHECKPOINT_NAME
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+        G, D, R = self.generator, self.discriminator, self.concept_classifier
+        for net in (G, D, R):
+            net.train()
+        bar = tqdm(
+            total=steps, initial=min(self.step, steps), desc="fit explainer", disable=not progress
+        )
+        try:
+            while self.step < steps:
+                record = self.train_step()
+                bar.update(1)
+                if self.step % 10 == 0 or self.step == steps:
+                    bar.set_postfix(
+                        phi=f"{record['loss_phi']:.3f}",
+                        rec=f"{record['loss_rec']:.3f}",
+                        gan=f"{record['loss_gan']:.2f}",
+                        normal_at_0=f"{self.running_normal:.2f}",
+                    )
+                if self.step % checkpoint_every == 0 or self.step == steps:
+                    self._snapshot_if_best()
+                    if path is not None:
+                        atomic_save(self.state_dict(), path)
+        except KeyboardInterrupt:
+            # The step in progress is dropped; the last checkpoint stays the resume point.
+            if self.best is not None:
+                G.load_state_dict(self.best["generator"])
+                R.load_state_dict(self.best["concept_classifier"])
+            warnings.warn(
+                f"training interrupted at step {self.step}; keeping the best state so far "
+                f"(running share normal at alpha = 0: {self.running_normal:.2f}). Call fit again "
+                "with the same checkpoint_dir to resume.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        finally:
+            bar.close()
+            for net in (G, D, R):
+                net.eval()

@@ -1,0 +1,200 @@
+"""Metrics for counterfactual explanations of anomaly detectors (METHOD.md, "Metrics").
+
+- :func:`normality_auroc`: phi on normal test images vs on counterfactuals; 50% is ideal.
+- :func:`validity`: the share of counterfactuals phi finds normal (phi < 0.5).
+- :func:`proximity`: mean per-pixel L1 between counterfactuals and inputs.
+- :func:`colored_mnist_factors` and :func:`disentanglement`: which ground-truth factor each
+  counterfactual changed, read by strict oracles (the ink's colour from the pixels, the digit
+  from a classifier trained on grayscale digits, :func:`train_digit_oracle`).
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from captum_cfx.detectors.networks import feature_dim, feature_net
+
+#: A pixel is ink when its brightest channel exceeds this.
+INK_THRESHOLD = 0.3
+
+
+def auroc(labels: Tensor, scores: Tensor) -> float:
+    """Area under the ROC curve: P(score of a positive > score of a negative), ties half.
+
+    Args:
+        labels: (N,) 0/1. scores: (N,).
+    """
+    labels = labels.flatten().bool()
+    scores = scores.flatten().double()
+    if labels.all() or not labels.any():
+        raise ValueError("auroc needs both positive (1) and negative (0) labels.")
+    ranks = torch.empty_like(scores)
+    order = scores.argsort()
+    ranks[order] = torch.arange(1, len(scores) + 1, dtype=torch.float64)
+    for value in scores.unique()[(scores.unique(return_counts=True)[1] > 1)]:
+        tied = scores == value
+        ranks[tied] = ranks[tied].mean()  # average ranks for ties
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def normality_auroc(scores_normal: Tensor, scores_counterfactual: Tensor) -> float:
+    """AuROC of phi's scores: normal test images (label 0) vs counterfactuals (label 1).
+
+    50% means the detector cannot tell counterfactuals from normal images; below 50% they
+    look more normal than normal data.
+    """
+    labels = torch.cat([torch.zeros(len(scores_normal)), torch.ones(len(scores_counterfactual))])
+    return auroc(
+        labels, torch.cat([scores_normal.flatten(), scores_counterfactual.flatten()]).cpu()
+    )
+
+
+def validity(scores_counterfactual: Tensor, threshold: float = 0.5) -> float:
+    """The share of counterfactuals with phi < ``threshold``."""
+    return float((scores_counterfactual < threshold).float().mean())
+
+
+def proximity(counterfactuals: Tensor, inputs: Tensor) -> float:
+    """Mean per-pixel L1 distance |x_cf - x|; (N, C, H, W) each."""
+    return float((counterfactuals - inputs).abs().mean())
+
+
+# -- oracles for data with known factors --------------------------------------------------
+def train_digit_oracle(images: Tensor, digits: Tensor, epochs: int = 8, seed: int = 0) -> nn.Module:
+    """A digit classifier on grayscale digits (the brightest channel), for oracles.
+
+    Args:
+        images: (N, C, 28, 28) in [0, 1]; colour is removed by taking the channel maximum.
+        digits: (N,) labels 0-9.
+
+    Returns:
+        A module in eval mode: images (N, C, 28, 28) -> logits (N, 10).
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = nn.Sequential(_Grayscale(), feature_net(1, images.shape[-1]), nn.LeakyReLU(0.1))
+        net.append(nn.Linear(feature_dim(images.shape[-1]), 10))
+        optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+        for _ in range(epochs):
+            net.train()
+            for index in torch.randperm(len(images)).split(128):
+                loss = F.cross_entropy(net(images[index]), digits[index])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+    return net.eval()
+
+
+class _Grayscale(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.amax(1, keepdim=True)
+
+
+def ink_colors(images: Tensor, palette: Tensor) -> Tensor:
+    """The palette index of every pixel's hue, (N, H, W); -1 where there is no ink.
+
+    Each ink pixel's colour, scaled so its brightest channel is 1, is matched to the nearest
+    palette entry.
+    """
+    peak = images.amax(1, keepdim=True)
+    hue = images / peak.clamp_min(1e-6)
+    distance = ((hue[:, None] - palette[None, :, :, None, None]) ** 2).sum(2)  # (N, P, H, W)
+    nearest = distance.argmin(1)
+    return torch.where(peak[:, 0] > INK_THRESHOLD, nearest, torch.full_like(nearest, -1))
+
+
+def colored_mnist_factors(
+    counterfactuals: Tensor,
+    inputs: Tensor,
+    digits: Tensor,
+    colors: Tensor,
+    palette: Tensor,
+    digit_oracle: nn.Module,
+    normal_color: int = 0,
+    normal_digit: int = 1,
+) -> Dict[str, Tensor]:
+    """Strict oracles for Colored-MNIST counterfactuals (METHOD.md, second feasibility round).
+
+    Args:
+        counterfactuals, inputs: (N, 3, 28, 28) in [0, 1].
+        digits, colors: the inputs' true digit and palette index (N,).
+        palette: (P, 3). digit_oracle: from :func:`train_digit_oracle`.
+
+    Returns:
+        Boolean tensors (N,): ``color_to_normal`` (at least 60% of the ink is the normal
+        colour and the ink overlaps the input's with IoU >= 0.5), ``color_kept`` (the ink's
+        majority colour is the input's), ``digit_to_normal`` (the oracle reads the normal
+        digit in an image with at least 20 ink pixels), ``digit_kept`` (the oracle reads the
+        input's digit), ``patch`` (at least 10 normal-colour ink pixels outside the dilated
+        input ink: a pasted shortcut, not an explanation).
+    """
+    cf_ink, x_ink = ink_colors(counterfactuals, palette), ink_colors(inputs, palette)
+    cf_mask, x_mask = cf_ink >= 0, x_ink >= 0
+    n_ink = cf_mask.flatten(1).sum(1)
+    share_normal = (cf_ink == normal_color).flatten(1).sum(1) / n_ink.clamp_min(1)
+    iou = (cf_mask & x_mask).flatten(1).sum(1) / (cf_mask | x_mask).flatten(1).sum(1).clamp_min(1)
+    votes = F.one_hot((cf_ink + 1).flatten(1), len(palette) + 1)[..., 1:].sum(1)  # (N, P)
+    majority = torch.where(n_ink > 0, votes.argmax(1), torch.full_like(n_ink, -1))
+    with torch.no_grad():
+        read = digit_oracle(counterfactuals).argmax(1)
+    dilated = F.max_pool2d(x_mask[:, None].float(), 5, stride=1, padding=2)[:, 0] > 0
+    outside = ((cf_ink == normal_color) & ~dilated).flatten(1).sum(1)
+    return {
+        "color_to_normal": (share_normal >= 0.6) & (iou >= 0.5),
+        "color_kept": majority == colors,
+        "digit_to_normal": (read == normal_digit) & (n_ink >= 20),
+        "digit_kept": read == digits,
+        "patch": outside >= 10,
+    }
+
+
+def disentanglement(factors: Dict[str, Tensor]) -> Dict[str, float]:
+    """The oracle table for one concept: shares of counterfactuals that changed what.
+
+    Args:
+        factors: the output of :func:`colored_mnist_factors` (or any oracle with the same
+            keys, "color" and "digit" read as factor A and factor B).
+
+    Returns:
+        ``color_only`` (colour made normal, digit kept), ``digit_only`` (digit made normal,
+        colour kept), ``both``, ``neither`` (colour and digit kept: no semantic change),
+        ``other`` (the rest, e.g. another digit or colour), and ``patch``.
+    """
+    color, digit = factors["color_to_normal"], factors["digit_to_normal"]
+    kept_c, kept_d = factors["color_kept"] & ~color, factors["digit_kept"] & ~digit
+    table = {
+        "color_only": color & kept_d,
+        "digit_only": digit & kept_c,
+        "both": color & digit,
+        "neither": kept_c & kept_d,
+    }
+    table["other"] = ~(table["color_only"] | table["digit_only"] | table["both"] | table["neither"])
+    table["patch"] = factors["patch"]
+    return {name: float(mask.float().mean()) for name, mask in table.items()}
+
+
+def concept_accuracy(
+    concept_classifier: nn.Module, inputs: Tensor, counterfactuals: Tensor
+) -> float:
+    """How often R names the concept that made each counterfactual.
+
+    Args:
+        concept_classifier: R, (x_a, x_b) -> K logits (the jointly trained one, or any
+            post-hoc pair classifier).
+        inputs: (N, C, H, W). counterfactuals: (N, K, C, H, W).
+
+    Returns:
+        The share of (input, counterfactual k) pairs for which R's largest logit is k.
+    """
+    k = counterfactuals.shape[1]
+    with torch.no_grad():
+        hits = [
+            (concept_classifier(inputs, counterfactuals[:, c]).argmax(1) == c).float().mean()
+            for c in range(k)
+        ]
+    return float(torch.stack(hits).mean())

@@ -1,0 +1,17 @@
+"""Helpers shared by the tests (importable: setup.cfg puts tests/ on the path)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def bright_square_images(
+    n: int, anomalous: bool, channels: int = 1, size: int = 16, seed: int = 0
+) -> torch.Tensor:
+    """Dark noisy images (normal) or the same with a bright 6x6 square (anomalous)."""
+    g = torch.Generator().manual_seed(seed)
+    x = 0.1 * torch.rand(n, channels, size, size, generator=g)
+    if anomalous:
+        r, c = torch.randint(0, size - 6, (2,), generator=g).tolist()
+        x[:, :, r : r + 6, c : c + 6] = 0.9
+    return x

@@ -1,0 +1,183 @@
+"""CounterfactualAnomalyExplainer: the public calls, Captum's contract, persistence, learning."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from captum.attr import NoiseTunnel
+from captum.attr import visualization as viz
+from captum.metrics import infidelity, sensitivity_max
+from helpers import bright_square_images
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from captum_cfx import CounterfactualAnomalyExplainer, GeneratorConfig
+from captum_cfx.visualization import to_hwc
+
+TINY = GeneratorConfig(widths=(4, 8, 8), cond_dim=8, disc_width=4, concept_width=4, batch_size=8)
+
+
+class BrightSpot(nn.Module):
+    """phi = sigmoid(20 (max of the 4x4-pooled image - 0.4)): a bright square is anomalous."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gain = nn.Parameter(torch.tensor(20.0))
+
+    def forward(self, x):
+        return torch.sigmoid(
+            self.gain * (nn.functional.avg_pool2d(x.amax(1, keepdim=True), 4).amax((1, 2, 3)) - 0.4)
+        )
+
+
+@pytest.fixture(scope="module")
+def data():
+    normal = bright_square_images(64, False, seed=1)
+    anomalous = torch.cat([bright_square_images(4, True, seed=10 + s) for s in range(16)])
+    return normal, anomalous
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    normal, anomalous = data
+    detector = BrightSpot()
+    explainer = CounterfactualAnomalyExplainer(n_concepts=2, config=TINY)
+    explainer.fit(
+        detector, DataLoader(TensorDataset(normal), batch_size=16), steps=20, progress=False
+    )
+    return explainer, detector
+
+
+def test_public_calls_have_the_documented_shapes_and_forms(fitted, data):
+    explainer, _ = fitted
+    x = data[1][:5]
+    assert explainer.counterfactual(x, concept=1).shape == (5, 1, 16, 16)
+    assert explainer.counterfactuals(x).shape == (5, 2, 1, 16, 16)
+    assert explainer.traverse(x, concept=0, alphas=[1.0, 0.5, 0.0]).shape == (5, 3, 1, 16, 16)
+    assert explainer.traverse(x, concept=0).shape == (5, 6, 1, 16, 16)
+    assert explainer.attribute(x).shape == x.shape
+    out = explainer.attribute((x,), concept=1)
+    assert isinstance(out, tuple) and len(out) == 1 and out[0].shape == x.shape
+    cf = explainer.counterfactuals(x)
+    assert cf.min() >= 0 and cf.max() <= 1 and not cf.requires_grad
+    assert set(explainer.history_) >= {
+        "loss_gan",
+        "loss_phi",
+        "loss_rec",
+        "loss_cyc",
+        "loss_con",
+        "loss_d",
+    }
+    assert all(len(v) == 20 for v in explainer.history_.values())
+    assert explainer.has_convergence_delta() is False and explainer.multiplies_by_inputs is False
+
+
+def test_attribute_is_input_minus_counterfactual(fitted, data):
+    explainer, _ = fitted
+    x = data[1][:6]
+    for k in range(2):
+        torch.testing.assert_close(
+            explainer.attribute(x, concept=k), x - explainer.counterfactual(x, concept=k)
+        )
+    chunked = explainer.attribute(x, concept=1, internal_batch_size=4)
+    torch.testing.assert_close(chunked, explainer.attribute(x, concept=1))
+
+
+def test_forward_func_is_phi_and_feeds_captum_methods(fitted, data):
+    explainer, detector = fitted
+    x = data[1][:4]
+    torch.testing.assert_close(
+        explainer.forward_func(x), detector(x).detach(), rtol=1e-5, atol=1e-6
+    )
+    attr = explainer.attribute(x)
+    nt = NoiseTunnel(explainer).attribute(
+        x, nt_type="smoothgrad", nt_samples=3, stdevs=0.02, clamp_inputs=True
+    )
+    assert nt.shape == x.shape and torch.isfinite(nt).all()
+
+    def perturb(inputs):
+        noise = 0.01 * torch.randn_like(inputs)
+        return noise, (inputs - noise).clamp(0, 1)
+
+    inf = infidelity(explainer.forward_func, perturb, x, attr)
+    assert inf.shape == (4,) and torch.isfinite(inf).all()
+    sens = sensitivity_max(
+        explainer.attribute, x, perturb_radius=0.01, n_perturb_samples=2, clamp_inputs=True
+    )
+    assert sens.shape == (4,) and torch.isfinite(sens).all()
+    fig, _ = viz.visualize_image_attr(
+        to_hwc(attr[0]), to_hwc(x[0]), method="blended_heat_map", sign="all", use_pyplot=False
+    )
+    assert fig is not None
+
+
+def test_save_then_load_gives_identical_outputs(fitted, data, tmp_path):
+    explainer, detector = fitted
+    x = data[1][:4]
+    explainer.save(tmp_path / "ex")
+    loaded = CounterfactualAnomalyExplainer.load(tmp_path / "ex", detector=detector)
+    torch.testing.assert_close(
+        loaded.counterfactuals(x), explainer.counterfactuals(x), rtol=0, atol=0
+    )
+    torch.testing.assert_close(loaded.forward_func(x), explainer.forward_func(x))
+    assert loaded.history_ == explainer.history_
+    without = CounterfactualAnomalyExplainer.load(tmp_path / "ex")
+    assert without.forward_func is None
+    torch.testing.assert_close(without.attribute(x), explainer.attribute(x), rtol=0, atol=0)
+
+
+def test_the_users_detector_is_unchanged_by_fit_attribute_and_save(data, tmp_path):
+    normal, anomalous = data
+    detector = BrightSpot().train()
+    detector.gain.requires_grad_(True)
+    before = copy.deepcopy(detector.state_dict())
+    explainer = CounterfactualAnomalyExplainer(config=TINY).fit(
+        detector, [normal], steps=3, progress=False
+    )
+    explainer.attribute(anomalous[:2])
+    explainer.save(tmp_path / "ex")
+    assert detector.training and detector.gain.requires_grad and detector.gain.grad is None
+    assert torch.equal(detector.state_dict()["gain"], before["gain"])
+    assert explainer.forward_func.model is detector
+
+
+def test_a_fixed_seed_gives_the_same_counterfactuals_twice(data):
+    normal, anomalous = data
+    runs = [
+        CounterfactualAnomalyExplainer(config=TINY).fit(
+            BrightSpot(), [normal], steps=5, seed=3, progress=False
+        )
+        for _ in range(2)
+    ]
+    torch.testing.assert_close(
+        runs[0].counterfactuals(anomalous[:4]),
+        runs[1].counterfactuals(anomalous[:4]),
+        rtol=0,
+        atol=0,
+    )
+    other = CounterfactualAnomalyExplainer(config=TINY).fit(
+        BrightSpot(), [normal], steps=5, seed=4, progress=False
+    )
+    assert not torch.equal(
+        other.counterfactuals(anomalous[:4]), runs[0].counterfactuals(anomalous[:4])
+    )
+
+
+def test_a_short_fit_makes_most_anomalies_normal():
+    normal = bright_square_images(128, False, seed=1)
+    anomalous = torch.cat([bright_square_images(4, True, seed=10 + s) for s in range(32)])
+    detector = BrightSpot()
+    config = GeneratorConfig(
+        widths=(8, 16, 16), cond_dim=16, disc_width=8, concept_width=8, batch_size=16, lr=1e-3
+    )
+    explainer = CounterfactualAnomalyExplainer(config=config).fit(
+        detector, [normal], outlier_loader=[anomalous], steps=150, progress=False
+    )
+    test = torch.cat([bright_square_images(4, True, seed=500 + s) for s in range(8)])
+    with torch.no_grad():
+        before = detector(test)
+        after = detector(explainer.counterfactual(test, concept=0))
+    assert (before > 0.9).all()
+    assert float((after < 0.5).float().mean()) >= 0.75
