@@ -7,6 +7,7 @@ made from it. Outlier exposure: random pen strokes (white on MNIST; in the palet
 on Colored-MNIST), which share no class with the test anomalies.
 
     python benchmarks/detectors.py [--epochs 30] [--classes 0 1 ...] [--seed 0]
+    python benchmarks/detectors.py --table     # the markdown table of the last run
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from datetime import date
 from pathlib import Path
 
 import torch
-from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 
 from captum_cfx import train_detector
 from captum_cfx.data import LabeledImages, colored_mnist, load_mnist, one_vs_rest, random_strokes
+from captum_cfx.metrics import auroc
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -45,7 +46,7 @@ def evaluate(
         scores = torch.cat([detector(batch) for batch in test.images.split(512)])
     anomalous = test.targets == 1
     return {
-        "auroc": float(roc_auc_score(test.targets.numpy(), scores.numpy())),
+        "auroc": auroc(test.targets, scores),
         "flagged_anomalies": float((scores[anomalous] >= 0.5).float().mean()),
         "normal_below_half": float((scores[~anomalous] < 0.5).float().mean()),
         "train_seconds": seconds,
@@ -56,13 +57,42 @@ def summary(values: list) -> list:
     return [statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
 
 
+PAPER_MNIST = {"bce": "~99", "hsc": "~99", "dsvdd": "~95"}
+
+
+def markdown_table(report: dict) -> str:
+    """The RESULTS.md table of a detectors.json report: AuROC in % per class, mean +- std."""
+    classes = sorted({c for r in report["rows"] for c in r.get("auroc_per_class", {})}, key=int)
+    head = (
+        "| data set | detector | " + " | ".join(classes) + " | mean +- std | paper (full MNIST) |"
+    )
+    lines = [head, "|" + "---|" * (len(classes) + 4)]
+    for r in report["rows"]:
+        per = [
+            f"{100 * r['auroc_per_class'][c]:.1f}" if c in r.get("auroc_per_class", {}) else ""
+            for c in classes
+        ]
+        mean, std = r["auroc"]
+        paper = PAPER_MNIST[r["detector"]] if r["dataset"] == "mnist" else "-"
+        lines.append(
+            f"| {r['dataset']} | {r['detector']} | "
+            + " | ".join(per)
+            + f" | {100 * mean:.1f} +- {100 * std:.1f} | {paper} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--classes", type=int, nargs="*", default=list(range(10)))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS / "detectors.json")
+    parser.add_argument("--table", action="store_true", help="print the table of --out and stop")
     args = parser.parse_args()
+    if args.table:
+        print(markdown_table(json.loads(args.out.read_text())))
+        return
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rows = []
     mnist_train, mnist_test = load_mnist(True), load_mnist(False)
@@ -101,6 +131,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(f"wrote {args.out}")
+    print(markdown_table(report))
 
 
 if __name__ == "__main__":

@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
 import logging
+import os
+import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
+
+import torch
+from torch import nn
+from torchvision.utils import save_image
 
 import captum_cfx
+from captum_cfx.data import load_image_folder
 from captum_cfx.demo import DEMO_STEPS, QUICK_STEPS, run_demo
+from captum_cfx.explainer import CounterfactualAnomalyExplainer
+from captum_cfx.visualization import counterfactual_grid
+
+#: Written beside a saved explainer by ``fit``: how to load its detector again.
+CLI_FILE = "cli.json"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +51,119 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when present)")
     demo.add_argument("--detector-epochs", type=int, default=30, help="detector training epochs")
     demo.set_defaults(run=_run_demo)
+
+    fit = commands.add_parser(
+        "fit",
+        help="fit an explainer for your own detector on a folder of normal images",
+        description="Fits a CounterfactualAnomalyExplainer for DETECTOR (a TorchScript file, "
+        "or module:attr naming an importable nn.Module, class or callable) on the PNG/JPEG "
+        "images in --normal, and saves it into --out.",
+    )
+    fit.add_argument("--detector", required=True, help="TorchScript file or module:attr")
+    fit.add_argument("--normal", type=Path, required=True, help="folder of normal images")
+    fit.add_argument("--outliers", type=Path, default=None, help="folder of anomalous images")
+    fit.add_argument("--out", type=Path, required=True, help="folder for the explainer")
+    fit.add_argument("--n-concepts", type=int, default=2)
+    fit.add_argument("--steps", type=int, default=3000)
+    fit.add_argument("--calibration", default="auto", help="auto, identity, sigmoid, exp, gaussian")
+    fit.add_argument("--device", default=None)
+    fit.set_defaults(run=_run_fit)
+
+    explain = commands.add_parser(
+        "explain",
+        help="draw the counterfactuals of a folder of images",
+        description="Loads an explainer saved by 'captum-cfx fit' and writes, for the images "
+        "in --images, counterfactuals.png, one PNG per image and concept, and scores.json.",
+    )
+    explain.add_argument("--explainer", type=Path, required=True, help="folder from 'fit'")
+    explain.add_argument("--images", type=Path, required=True, help="folder of images")
+    explain.add_argument("--out", type=Path, required=True, help="output folder")
+    explain.set_defaults(run=_run_explain)
     return parser
+
+
+def load_detector(spec: str) -> Any:
+    """A detector from a TorchScript file or from ``module:attr`` (a class is instantiated)."""
+    path = Path(spec)
+    if path.is_file():
+        try:
+            return torch.jit.load(str(path), map_location="cpu")
+        except RuntimeError as err:
+            raise ValueError(
+                f"{path} is not a TorchScript file ({err.__class__.__name__}); save the model "
+                "with torch.jit.save(torch.jit.script(model), path), or pass module:attr."
+            ) from err
+    if ":" not in spec:
+        raise FileNotFoundError(f"detector {spec!r} is neither a file nor a module:attr name.")
+    module_name, attr = spec.rsplit(":", 1)
+    sys.path.insert(0, os.getcwd())
+    try:
+        detector = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"cannot import the detector {spec!r}: {err}") from err
+    finally:
+        sys.path.remove(os.getcwd())
+    return (
+        detector() if isinstance(detector, type) and issubclass(detector, nn.Module) else detector
+    )
+
+
+def _run_fit(args: argparse.Namespace) -> int:
+    detector = load_detector(args.detector)
+    normal, _ = load_image_folder(args.normal)
+    outliers = None if args.outliers is None else [load_image_folder(args.outliers)[0]]
+    explainer = CounterfactualAnomalyExplainer(n_concepts=args.n_concepts).fit(
+        detector,
+        [normal],
+        outlier_loader=outliers,
+        steps=args.steps,
+        device=args.device,
+        calibration=args.calibration,
+        checkpoint_dir=args.out / "checkpoint",
+    )
+    explainer.save(args.out)
+    (args.out / CLI_FILE).write_text(json.dumps({"detector": args.detector}))
+    print(f"explainer saved in {args.out.resolve()}")
+    return 0
+
+
+def _run_explain(args: argparse.Namespace) -> int:
+    spec_path = args.explainer / CLI_FILE
+    detector = (
+        load_detector(json.loads(spec_path.read_text())["detector"])
+        if spec_path.is_file()
+        else None
+    )
+    explainer = CounterfactualAnomalyExplainer.load(args.explainer, detector=detector)
+    images, names = load_image_folder(args.images)
+    counterfactuals = explainer.counterfactuals(images, internal_batch_size=256)
+    args.out.mkdir(parents=True, exist_ok=True)
+    scores: Dict[str, Any] = {}
+    phi = explainer.forward_func
+    for i, name in enumerate(names):
+        stem = Path(name).stem
+        for k in range(explainer.n_concepts_):
+            save_image(counterfactuals[i, k], args.out / f"{stem}_concept{k}.png")
+        if phi is not None:
+            with torch.no_grad():
+                scores[name] = {
+                    "input": float(phi(images[i : i + 1])),
+                    "counterfactuals": phi(counterfactuals[i]).tolist(),
+                }
+    shown = slice(0, 16)
+    with torch.no_grad():
+        input_scores = None if phi is None else phi(images[shown])
+        cf_scores = (
+            None
+            if phi is None
+            else phi(counterfactuals[shown].flatten(0, 1)).view(-1, explainer.n_concepts_)
+        )
+    counterfactual_grid(images[shown], counterfactuals[shown], input_scores, cf_scores).savefig(
+        args.out / "counterfactuals.png", dpi=90
+    )
+    (args.out / "scores.json").write_text(json.dumps(scores, indent=2))
+    print(f"counterfactuals of {len(names)} images are in {args.out.resolve()}")
+    return 0
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -67,4 +193,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except (FileNotFoundError, ValueError, TypeError) as err:
+        print(f"captum-cfx {args.command}: error: {err}", file=sys.stderr)
+        return 2

@@ -59,12 +59,10 @@ class CounterfactualAnomalyExplainer(Attribution):
         config (GeneratorConfig, optional): sizes, loss weights, optimiser. Default: None
             (``GeneratorConfig()``)
 
-    Attributes (after ``fit`` or ``load``):
-        forward_func (AnomalyDetector): phi, the wrapped detector (None after a ``load``
-            without a detector).
-        generator_ (Generator), concept_classifier_ (ConceptClassifier): the trained nets.
-        history_ (dict[str, list[float]]): every loss per training step.
-        n_concepts_ (int), input_shape_ (tuple[int, int, int]): K and (C, H, W).
+    After ``fit`` or ``load``, ``forward_func`` is phi, the wrapped detector (None after a
+    ``load`` without one); ``generator_`` and ``concept_classifier_`` are the trained G and
+    R; ``history_`` maps every loss to its value per training step; ``n_concepts_`` is K and
+    ``input_shape_`` the fitted (C, H, W).
     """
 
     def __init__(
@@ -220,22 +218,28 @@ class CounterfactualAnomalyExplainer(Attribution):
 
     @torch.no_grad()
     def _generate(
-        self, x: Tensor, alpha: Tensor, concept: int, internal_batch_size: Optional[int]
+        self,
+        x: Tensor,
+        alpha: Tensor,
+        concept: int,
+        internal_batch_size: Optional[int],
+        out: Optional[Tensor] = None,
     ) -> Tensor:
-        """G(x, alpha, concept) batch by batch, in eval mode, on G's device; x's device out."""
+        """G(x, alpha, concept) batch by batch, in eval mode, on G's device, written into
+        ``out`` (a new tensor like ``x`` when None): memory is the output plus one batch."""
         G = self.generator_
         G.eval()
         g_device = next(G.parameters()).device
         step = internal_batch_size or len(x)
         if step < 1:
             raise ValueError(f"internal_batch_size must be positive, got {internal_batch_size}.")
-        out = []
+        out = torch.empty_like(x) if out is None else out
         for start in range(0, len(x), step):
             xb = x[start : start + step].to(g_device)
             ab = alpha[start : start + step].to(g_device, xb.dtype)
             kb = torch.full((len(xb),), concept, dtype=torch.long, device=g_device)
-            out.append(G(xb, ab, kb).to(x.device))
-        return torch.cat(out)
+            out[start : start + step] = G(xb, ab, kb)
+        return out
 
     def counterfactual(
         self,
@@ -268,9 +272,10 @@ class CounterfactualAnomalyExplainer(Attribution):
         self._check_fitted()
         x = self._check_inputs(inputs)
         alpha = torch.full((len(x),), self._check_score(target_score))
-        return torch.stack(
-            [self._generate(x, alpha, k, internal_batch_size) for k in range(self.n_concepts_)], 1
-        )
+        out = x.new_empty((len(x), self.n_concepts_, *x.shape[1:]))
+        for k in range(self.n_concepts_):
+            self._generate(x, alpha, k, internal_batch_size, out=out[:, k])
+        return out
 
     def traverse(
         self,
@@ -311,9 +316,10 @@ class CounterfactualAnomalyExplainer(Attribution):
                     f"alphas must be a non-empty sequence of values in [0, 1], got {alphas}."
                 )
             path = grid[None, :].expand(len(x), -1)
-        return torch.stack(
-            [self._generate(x, path[:, a], k, internal_batch_size) for a in range(path.shape[1])], 1
-        )
+        out = x.new_empty((len(x), path.shape[1], *x.shape[1:]))
+        for a in range(path.shape[1]):
+            self._generate(x, path[:, a], k, internal_batch_size, out=out[:, a])
+        return out
 
     @log_usage()
     def attribute(
@@ -349,7 +355,8 @@ class CounterfactualAnomalyExplainer(Attribution):
             )
         self._check_fitted()
         x = self._check_inputs(inputs[0] if isinstance(inputs, tuple) else inputs, clamp_inputs)
-        attribution = x - self.counterfactual(x, concept, target_score, internal_batch_size)
+        counterfactual = self.counterfactual(x, concept, target_score, internal_batch_size)
+        attribution = counterfactual.neg_().add_(x)  # x - counterfactual, in place
         return (attribution,) if is_tuple else attribution  # type: ignore[return-value]
 
     # -- persistence ----------------------------------------------------------------------

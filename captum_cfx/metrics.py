@@ -60,7 +60,7 @@ def validity(scores_counterfactual: Tensor, threshold: float = 0.5) -> float:
 
 
 def proximity(counterfactuals: Tensor, inputs: Tensor) -> float:
-    """Mean per-pixel L1 distance |x_cf - x|; (N, C, H, W) each."""
+    """Mean per-pixel L1 distance ``|x_cf - x|``; (N, C, H, W) each."""
     return float((counterfactuals - inputs).abs().mean())
 
 

@@ -43,7 +43,7 @@ def counterfactual_grid(
     show_differences: bool = True,
     concept_names: Optional[Sequence[str]] = None,
 ) -> Figure:
-    """Rows of: input | counterfactual per concept | difference per concept.
+    """Rows of: input, counterfactual per concept, difference per concept.
 
     Args:
         inputs: (N, C, H, W) in [0, 1].
@@ -97,14 +97,15 @@ def explanation_figure(
 ) -> Figure:
     """Counterfactuals beside heatmaps, one anomaly per row.
 
-    Columns: input | counterfactual per concept | difference per concept | one column per
+    Columns: input, counterfactual per concept, difference per concept, one column per
     heatmap (Captum's IntegratedGradients, Saliency, ..., FCDD), each titled with phi's score
     where it has one.
 
     Args:
         inputs: (N, C, H, W) in [0, 1].
         counterfactuals: (N, K, C, H, W).
-        heatmaps: name -> attribution (N, C', H, W); shown as |.| summed over channels.
+        heatmaps: name -> attribution (N, C', H, W); shown as the absolute value summed
+            over channels.
         input_scores: phi (N,). counterfactual_scores: phi (N, K).
 
     Returns:

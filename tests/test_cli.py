@@ -7,7 +7,11 @@ import subprocess
 import sys
 
 import pytest
+import torch
+from helpers import bright_square_images
 from matplotlib.image import imread
+from torch import nn
+from torchvision.utils import save_image
 
 from captum_cfx import CounterfactualAnomalyExplainer
 from captum_cfx.cli import main
@@ -51,3 +55,154 @@ def test_the_demo_writes_figures_metrics_and_a_loadable_explainer(tmp_path, caps
     mtime = (out / "explainer" / "weights.pt").stat().st_mtime
     assert main(["demo", "--out", str(out), "--steps", "3", "--detector-epochs", "1"]) == 0
     assert (out / "explainer" / "weights.pt").stat().st_mtime == mtime
+
+
+class DarkIsNormal(nn.Module):
+    """A tiny detector for the fit/explain commands: brightness is anomalous."""
+
+    def forward(self, x):
+        return torch.sigmoid(20 * (nn.functional.avg_pool2d(x, 4).amax((1, 2, 3)) - 0.4))
+
+
+def write_folder(folder, images):
+    folder.mkdir(parents=True)
+    for i, image in enumerate(images):
+        save_image(image, folder / f"img{i:02d}.png")
+    return folder
+
+
+def test_fit_then_explain_on_your_own_torchscript_detector(tmp_path, capsys):
+    detector = tmp_path / "detector.pt"
+    torch.jit.save(torch.jit.script(DarkIsNormal()), str(detector))
+    normal = write_folder(tmp_path / "normal", bright_square_images(16, False, seed=1))
+    anomalies = write_folder(tmp_path / "anomalies", bright_square_images(3, True, seed=2))
+    assert (
+        main(
+            [
+                "fit",
+                "--detector",
+                str(detector),
+                "--normal",
+                str(normal),
+                "--out",
+                str(tmp_path / "ex"),
+                "--steps",
+                "2",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "explain",
+                "--explainer",
+                str(tmp_path / "ex"),
+                "--images",
+                str(anomalies),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
+    scores = json.loads((tmp_path / "out" / "scores.json").read_text())
+    assert sorted(scores) == ["img00.png", "img01.png", "img02.png"]
+    assert len(scores["img00.png"]["counterfactuals"]) == 2 and scores["img00.png"]["input"] > 0.9
+    assert imread(tmp_path / "out" / "img02_concept1.png").shape[:2] == (16, 16)
+    assert imread(tmp_path / "out" / "counterfactuals.png").ndim == 3
+
+
+def test_fit_accepts_an_importable_module_attr(tmp_path, monkeypatch):
+    (tmp_path / "my_detectors.py").write_text(
+        "import torch\nclass Bright(torch.nn.Module):\n"
+        "    def forward(self, x):\n        return torch.sigmoid(20 * (x.amax((1, 2, 3)) - 0.5))\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    normal = write_folder(tmp_path / "normal", bright_square_images(8, False, seed=1))
+    assert (
+        main(
+            [
+                "fit",
+                "--detector",
+                "my_detectors:Bright",
+                "--normal",
+                str(normal),
+                "--out",
+                "ex",
+                "--steps",
+                "1",
+            ]
+        )
+        == 0
+    )
+
+
+def test_fit_and_explain_errors_are_clear(tmp_path, capsys):
+    good = write_folder(tmp_path / "good", bright_square_images(4, False))
+    mixed = write_folder(tmp_path / "mixed", bright_square_images(2, False))
+    save_image(torch.rand(1, 20, 20), mixed / "big.png")
+    broken = write_folder(tmp_path / "broken", bright_square_images(1, False))
+    (broken / "bad.png").write_bytes(b"not a png")
+    (tmp_path / "notscript.pt").write_bytes(b"garbage")
+    cases = [
+        (
+            [
+                "fit",
+                "--detector",
+                str(tmp_path / "missing.pt"),
+                "--normal",
+                str(good),
+                "--out",
+                "x",
+            ],
+            "neither a file",
+        ),
+        (
+            [
+                "fit",
+                "--detector",
+                str(tmp_path / "notscript.pt"),
+                "--normal",
+                str(good),
+                "--out",
+                "x",
+            ],
+            "TorchScript",
+        ),
+        (
+            ["fit", "--detector", "no_such_module:X", "--normal", str(good), "--out", "x"],
+            "cannot import",
+        ),
+        (
+            [
+                "explain",
+                "--explainer",
+                str(tmp_path / "nothing"),
+                "--images",
+                str(good),
+                "--out",
+                "x",
+            ],
+            "missing",
+        ),
+    ]
+    detector = tmp_path / "detector.pt"
+    torch.jit.save(torch.jit.script(DarkIsNormal()), str(detector))
+    cases += [
+        (
+            ["fit", "--detector", str(detector), "--normal", str(mixed), "--out", "x"],
+            "differ in size",
+        ),
+        (
+            ["fit", "--detector", str(detector), "--normal", str(broken), "--out", "x"],
+            "cannot read the image",
+        ),
+        (
+            ["fit", "--detector", str(detector), "--normal", str(tmp_path / "none"), "--out", "x"],
+            "does not exist",
+        ),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err

@@ -4,6 +4,7 @@ CIFAR-10."""
 from captum_cfx.data.cifar import load_cifar10
 from captum_cfx.data.colored import DEFAULT_PALETTE, colored_mnist
 from captum_cfx.data.dataset import LabeledImages, default_data_root
+from captum_cfx.data.folder import load_image_folder
 from captum_cfx.data.mnist import load_mnist
 from captum_cfx.data.outliers import random_strokes
 from captum_cfx.data.splits import one_vs_rest
@@ -14,6 +15,7 @@ __all__ = [
     "colored_mnist",
     "default_data_root",
     "load_cifar10",
+    "load_image_folder",
     "load_mnist",
     "one_vs_rest",
     "random_strokes",

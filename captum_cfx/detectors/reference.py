@@ -79,7 +79,7 @@ class BCEDetector(ReferenceDetector):
 class HSCDetector(ReferenceDetector):
     """Hypersphere classifier with outlier exposure.
 
-    d = sqrt(|f(x)|^2 + 1) - 1, phi = 1 - exp(-d); loss d on normal images and
+    ``d = sqrt(|f(x)|^2 + 1) - 1``, ``phi = 1 - exp(-d)``; loss d on normal images and
     -log(1 - exp(-d) + 1e-9) on outliers.
     """
 
@@ -105,9 +105,9 @@ class HSCDetector(ReferenceDetector):
 
 
 class DSVDDDetector(ReferenceDetector):
-    """Deep SVDD: d = |f(x) - c|^2 with a bias-free net, phi = 1 - exp(-d / tau).
+    """Deep SVDD: ``d = |f(x) - c|^2`` with a bias-free net, ``phi = 1 - exp(-d / tau)``.
 
-    ``c`` is the mean feature of the untrained net on normal data (entries with |c_i| < 0.1
+    ``c`` is the mean feature of the untrained net on normal data (entries with ``|c_i| < 0.1``
     pushed to +-0.1) and is set by :meth:`init_center`; ``tau`` puts the 95% quantile of the
     normal training distances at phi = 0.5 and is set by :meth:`calibrate` (the paper leaves
     this mapping open; the median would score half of all normal images above 0.6).

@@ -33,12 +33,12 @@ def loss_phi(logit_bar: Tensor, alpha: Tensor, logit_tilde: Tensor, score: Tenso
 
 
 def loss_rec(x_rec: Tensor, x: Tensor) -> Tensor:
-    """3. Reconstruction: L_rec = |G(x, s, k) - x|_1 (mean)."""
+    """3. Reconstruction: ``L_rec = |G(x, s, k) - x|_1`` (mean)."""
     return (x_rec - x).abs().mean()
 
 
 def loss_cyc(x_tilde: Tensor, x: Tensor) -> Tensor:
-    """4. Cycle: L_cyc = |G(G(x, alpha, k), s, k) - x|_1 (mean)."""
+    """4. Cycle: ``L_cyc = |G(G(x, alpha, k), s, k) - x|_1`` (mean)."""
     return (x_tilde - x).abs().mean()
 
 
@@ -59,7 +59,7 @@ def loss_con(
 
 
 def loss_distinct(x_k: Tensor, x_other: Tensor, margin: float, pool: int = 4) -> Tensor:
-    """The paper's |x_k - x_k'|_1 >= eps' as a hinge on ``pool``-pooled images.
+    """The paper's ``|x_k - x_k'|_1 >= eps'`` as a hinge on ``pool``-pooled images.
 
     Counterfactuals of the same inputs for two different concepts, (N, C, H, W) each, are
     pushed apart until their pooled mean L1 distance reaches ``margin``. Pooling makes the

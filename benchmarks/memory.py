@@ -1,0 +1,74 @@
+"""Benchmark: peak memory of ``attribute`` as the number of explained images grows.
+
+For each N, a fresh process explains N random 3x28x28 images with ``internal_batch_size``
+and reports its peak resident memory, minus the memory of the inputs and the output
+themselves (which any caller holds). Flat working memory means the batch, not N, sets the
+cost. Writes ``benchmarks/results/memory.json``.
+
+    python benchmarks/memory.py [--sizes 1000 10000 50000] [--internal-batch-size 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+CHILD = """
+import resource, sys, torch
+from captum_cfx import CounterfactualAnomalyExplainer
+torch.manual_seed(0)
+normal = torch.rand(64, 3, 28, 28) * 0.2
+spot = lambda x: torch.sigmoid(10 * (x.mean((1, 2, 3)) - 0.3))
+explainer = CounterfactualAnomalyExplainer().fit(spot, [normal], steps=1, progress=False)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+x = torch.rand(int(sys.argv[1]), 3, 28, 28)
+attr = explainer.attribute(x, internal_batch_size=int(sys.argv[2]))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(base, peak, x.numel() * 4 + attr.numel() * 4)
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 50000])
+    parser.add_argument("--internal-batch-size", type=int, default=256)
+    args = parser.parse_args()
+    rows = []
+    for n in args.sizes:
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, str(n), str(args.internal_batch_size)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        base_kib, peak_kib, data_bytes = (int(v) for v in out[-3:])
+        working_mib = (peak_kib * 1024 - data_bytes) / 2**20 - base_kib / 1024
+        rows.append(
+            {
+                "n_images": n,
+                "peak_rss_mib": peak_kib / 1024,
+                "inputs_and_output_mib": data_bytes / 2**20,
+                "working_mib": working_mib,
+            }
+        )
+        print(rows[-1], flush=True)
+    report = {
+        "command": "python " + " ".join(sys.argv),
+        "date": date.today().isoformat(),
+        "machine": platform.machine(),
+        "internal_batch_size": args.internal_batch_size,
+        "rows": rows,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "memory.json").write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
