@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import torch
+from provenance import provenance
 from torch.utils.data import DataLoader
 
 from captum_cfx import train_detector
@@ -120,10 +118,7 @@ def main() -> None:
         print(f"colored_mnist {name}: {r['auroc']:.4f}", flush=True)
         rows.append({"dataset": "colored_mnist", "detector": name, **r, "auroc": [r["auroc"], 0.0]})
     report = {
-        "command": "python " + " ".join(sys.argv),
-        "date": date.today().isoformat(),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
-        f"{'CUDA' if torch.cuda.is_available() else 'CPU'}, torch {torch.__version__}",
+        **provenance(),
         "data_source": mnist_train.source,
         "epochs": args.epochs,
         "rows": rows,

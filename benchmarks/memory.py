@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
-from datetime import date
 from pathlib import Path
+
+from provenance import provenance
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -60,9 +60,7 @@ def main() -> None:
         )
         print(rows[-1], flush=True)
     report = {
-        "command": "python " + " ".join(sys.argv),
-        "date": date.today().isoformat(),
-        "machine": platform.machine(),
+        **provenance(),
         "internal_batch_size": args.internal_batch_size,
         "rows": rows,
     }

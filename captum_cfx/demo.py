@@ -14,9 +14,9 @@ from typing import Any, Dict, Optional, Union
 import torch
 from captum.attr import IntegratedGradients, Saliency
 from torch import Tensor
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, TensorDataset
 
-from captum_cfx.data import LabeledImages, colored_mnist, random_strokes
+from captum_cfx.data import LabeledImages, colored_mnist, pasted_patches, random_strokes
 from captum_cfx.detectors import DETECTORS, FCDDDetector, ReferenceDetector, train_detector
 from captum_cfx.detectors.training import resolve_device
 from captum_cfx.explainer import CounterfactualAnomalyExplainer
@@ -37,13 +37,18 @@ def colored_mnist_detector(
     device: Union[str, torch.device, None] = None,
     progress: bool = True,
 ) -> ReferenceDetector:
-    """A reference detector for Colored-MNIST, with palette-coloured strokes as outlier
-    exposure (strokes share no class with the test anomalies)."""
-    strokes = random_strokes(4000, max_strokes=5, palette=train.meta["palette"], seed=seed + 1)
+    """A reference detector for Colored-MNIST. Outlier exposure: 4,000 palette-coloured pen
+    strokes and 2,000 normal digits with pasted palette-coloured patches; neither shares a
+    class with the test anomalies, and the patches teach the detector that a pasted blob
+    does not make an image normal."""
+    palette = train.meta["palette"]
+    strokes = random_strokes(4000, max_strokes=5, palette=palette, seed=seed + 1)
+    patches = pasted_patches(train.normal().images, 2000, palette=palette, seed=seed + 2)
+    outliers = TensorDataset(torch.cat([strokes.images, patches.images]))
     return train_detector(
         name,
         DataLoader(train.normal(), batch_size=128, shuffle=True),
-        DataLoader(strokes, batch_size=128, shuffle=True),
+        DataLoader(outliers, batch_size=128, shuffle=True),
         epochs=epochs,
         seed=seed,
         device=device,

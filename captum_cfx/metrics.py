@@ -130,8 +130,8 @@ def colored_mnist_factors(
         colour and the ink overlaps the input's with IoU >= 0.5), ``color_kept`` (the ink's
         majority colour is the input's), ``digit_to_normal`` (the oracle reads the normal
         digit in an image with at least 20 ink pixels), ``digit_kept`` (the oracle reads the
-        input's digit), ``patch`` (at least 10 normal-colour ink pixels outside the dilated
-        input ink: a pasted shortcut, not an explanation).
+        input's digit), ``patch`` (at least 10 ink pixels, of any colour, outside the
+        input's ink dilated by 2 pixels: a pasted shortcut, not an explanation).
     """
     cf_ink, x_ink = ink_colors(counterfactuals, palette), ink_colors(inputs, palette)
     cf_mask, x_mask = cf_ink >= 0, x_ink >= 0
@@ -143,7 +143,7 @@ def colored_mnist_factors(
     with torch.no_grad():
         read = digit_oracle(counterfactuals).argmax(1)
     dilated = F.max_pool2d(x_mask[:, None].float(), 5, stride=1, padding=2)[:, 0] > 0
-    outside = ((cf_ink == normal_color) & ~dilated).flatten(1).sum(1)
+    outside = (cf_mask & ~dilated).flatten(1).sum(1)
     return {
         "color_to_normal": (share_normal >= 0.6) & (iou >= 0.5),
         "color_kept": majority == colors,

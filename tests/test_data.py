@@ -11,6 +11,7 @@ from captum_cfx.data import (
     load_cifar10,
     load_mnist,
     one_vs_rest,
+    pasted_patches,
     random_strokes,
 )
 
@@ -82,3 +83,13 @@ def test_random_strokes_are_digit_sized_coloured_outliers():
 def test_cifar10_missing_offline_gives_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="download=True"):
         load_cifar10(root=tmp_path)
+
+
+def test_pasted_patches_add_solid_blobs_to_normal_images():
+    normal = torch.zeros(5, 3, 28, 28)
+    palette = torch.tensor(list(DEFAULT_PALETTE.values()))
+    out = pasted_patches(normal, 12, palette=palette, seed=1)
+    assert out.images.shape == (12, 3, 28, 28) and out.targets.eq(1).all()
+    painted = (out.images.amax(1) > 0).float().sum((1, 2))
+    assert (painted >= 4).all() and (painted < 0.3 * 28 * 28).all()
+    assert torch.equal(pasted_patches(normal, 12, palette=palette, seed=1).images, out.images)

@@ -6,7 +6,7 @@ from captum_cfx.data.colored import DEFAULT_PALETTE, colored_mnist
 from captum_cfx.data.dataset import LabeledImages, default_data_root
 from captum_cfx.data.folder import load_image_folder
 from captum_cfx.data.mnist import load_mnist
-from captum_cfx.data.outliers import random_strokes
+from captum_cfx.data.outliers import pasted_patches, random_strokes
 from captum_cfx.data.splits import one_vs_rest
 
 __all__ = [
@@ -18,5 +18,6 @@ __all__ = [
     "load_image_folder",
     "load_mnist",
     "one_vs_rest",
+    "pasted_patches",
     "random_strokes",
 ]

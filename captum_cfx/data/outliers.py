@@ -71,3 +71,47 @@ def random_strokes(
     return LabeledImages(
         tensor, torch.ones(n, dtype=torch.long), {}, "random strokes (outlier exposure)"
     )
+
+
+def pasted_patches(
+    images: Tensor,
+    n: int,
+    *,
+    palette: Optional[Tensor] = None,
+    max_patches: int = 3,
+    seed: int = 0,
+) -> LabeledImages:
+    """Normal images with small solid patches pasted on, as outliers (after CutPaste).
+
+    A detector trained against these learns that an added blob or bar does not make an image
+    normal, which closes the cheapest shortcut a counterfactual generator can find: pasting a
+    normal-coloured patch onto an anomaly.
+
+    Args:
+        images: normal images (M, C, H, W) in [0, 1] to paste onto (drawn with replacement).
+        n: the number of outliers.
+        palette: (P, 3) colours for the patches (3-channel images); random colours when None.
+        max_patches: the most patches per image (at least one).
+        seed: seeds the draw.
+
+    Returns:
+        :class:`LabeledImages` of (n, C, H, W) in [0, 1], every target 1.
+    """
+    if n < 1 or images.dim() != 4 or len(images) == 0:
+        raise ValueError("need n >= 1 and a non-empty batch of images (M, C, H, W).")
+    g = torch.Generator().manual_seed(seed)
+    out = images[torch.randint(len(images), (n,), generator=g)].clone()
+    _, c, h, w = out.shape
+    for image in out:
+        for _ in range(int(torch.randint(1, max_patches + 1, (1,), generator=g))):
+            ph, pw = (int(v) for v in torch.randint(2, max(3, h // 5), (2,), generator=g))
+            top = int(torch.randint(0, h - ph + 1, (1,), generator=g))
+            left = int(torch.randint(0, w - pw + 1, (1,), generator=g))
+            if palette is not None and c == 3:
+                color = palette[torch.randint(len(palette), (1,), generator=g)][0]
+            else:
+                color = torch.rand(c, generator=g)
+            image[:, top : top + ph, left : left + pw] = color[:, None, None]
+    return LabeledImages(
+        out, torch.ones(n, dtype=torch.long), {}, "pasted patches (outlier exposure)"
+    )

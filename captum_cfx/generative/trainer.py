@@ -86,6 +86,11 @@ class CounterfactualTrainer:
             self.discriminator.parameters(), lr=config.lr, betas=config.betas
         )
         self.rng = torch.Generator().manual_seed(seed)
+        # "Normal" means scored like normal data, not below all of it: targets of x_bar are
+        # floored at phi's median on normal images, so G is not rewarded for pushing phi
+        # further down (a push that only adversarial edits can deliver).
+        with torch.no_grad():
+            self.alpha_floor = float(detector(normal[:512]).float().median())
         self.step = 0
         self.history: Dict[str, List[float]] = defaultdict(list)
         self.running_normal = 0.0  # running share of alpha = 0 samples that phi finds normal
@@ -141,7 +146,7 @@ class CounterfactualTrainer:
         logit_tilde = self.detector.logit(robust_view(x_tilde, self.rng, cfg.robust_noise)).float()
         terms = {
             "loss_gan": losses.loss_gan(D(diff_augment(x_bar, self.rng))),
-            "loss_phi": losses.loss_phi(logit_bar, aa, logit_tilde, ss),
+            "loss_phi": losses.loss_phi(logit_bar, aa.clamp_min(self.alpha_floor), logit_tilde, ss),
             "loss_rec": losses.loss_rec(x_rec, x),
             "loss_cyc": losses.loss_cyc(x_tilde, xx),
             "loss_con": losses.loss_con(

@@ -1,0 +1,124 @@
+"""Metrics on inputs whose answers are known."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from captum_cfx.data import DEFAULT_PALETTE
+from captum_cfx.metrics import (
+    auroc,
+    colored_mnist_factors,
+    concept_accuracy,
+    disentanglement,
+    ink_colors,
+    normality_auroc,
+    proximity,
+    validity,
+)
+
+PALETTE = torch.tensor(list(DEFAULT_PALETTE.values()))
+
+
+def test_auroc_known_answers():
+    labels = torch.tensor([0, 0, 1, 1])
+    assert auroc(labels, torch.tensor([0.1, 0.2, 0.8, 0.9])) == 1.0
+    assert auroc(labels, torch.tensor([0.9, 0.8, 0.2, 0.1])) == 0.0
+    assert auroc(labels, torch.tensor([0.5, 0.5, 0.5, 0.5])) == 0.5
+    assert auroc(labels, torch.tensor([0.1, 0.6, 0.5, 0.9])) == 0.75
+    with pytest.raises(ValueError, match="both"):
+        auroc(torch.ones(3), torch.rand(3))
+
+
+def test_normality_auroc_identical_sets_give_half_shifted_sets_give_one():
+    scores = torch.rand(200)
+    assert normality_auroc(scores, scores.clone()) == pytest.approx(0.5)
+    assert normality_auroc(scores * 0.5, scores * 0.5 + 0.5) == 1.0
+    assert normality_auroc(scores * 0.5 + 0.5, scores * 0.5) == 0.0
+
+
+def test_validity_and_proximity():
+    assert validity(torch.tensor([0.1, 0.4, 0.6, 0.9])) == 0.5
+    x = torch.zeros(2, 3, 4, 4)
+    assert proximity(x + 0.25, x) == pytest.approx(0.25)
+
+
+class FixedDigits(nn.Module):
+    """A stand-in digit oracle that reads a fixed answer per image."""
+
+    def __init__(self, answers):
+        super().__init__()
+        self.answers = torch.tensor(answers)
+
+    def forward(self, x):
+        return nn.functional.one_hot(self.answers, 10).float()
+
+
+def digit_image(color: int) -> torch.Tensor:
+    """A 3x28x28 'digit': a thick vertical bar in a palette colour."""
+    x = torch.zeros(3, 28, 28)
+    x[:, 6:22, 11:17] = PALETTE[color][:, None, None]
+    return x
+
+
+def test_ink_colors_read_the_palette_and_background():
+    ink = ink_colors(digit_image(3)[None], PALETTE)
+    assert ink[0, 10, 12] == 3 and ink[0, 0, 0] == -1
+    dim = ink_colors(0.6 * digit_image(1)[None], PALETTE)  # a darker red is still red
+    assert dim[0, 10, 12] == 1
+
+
+def test_oracle_table_on_constructed_counterfactuals():
+    red = digit_image(1)
+    recoloured = digit_image(0)  # same shape, cyan: the colour explanation
+    patched = red.clone()
+    patched[:, 0:4, 0:6] = PALETTE[0][:, None, None]  # a cyan bar pasted in a corner
+    inputs = torch.stack([red, red, red, red])
+    counterfactuals = torch.stack([recoloured, red, red, patched])
+    # the oracle reads: digit 3 kept, digit 1 (made normal), digit 3 kept, digit 3 kept
+    factors = colored_mnist_factors(
+        counterfactuals,
+        inputs,
+        digits=torch.tensor([3, 3, 3, 3]),
+        colors=torch.tensor([1, 1, 1, 1]),
+        palette=PALETTE,
+        digit_oracle=FixedDigits([3, 1, 3, 3]),
+    )
+    assert factors["color_to_normal"].tolist() == [True, False, False, False]
+    assert factors["digit_to_normal"].tolist() == [False, True, False, False]
+    assert factors["patch"].tolist() == [False, False, False, True]
+    table = disentanglement(factors)
+    assert table == {
+        "color_only": 0.25,
+        "digit_only": 0.25,
+        "both": 0.0,
+        "neither": 0.5,
+        "other": 0.0,
+        "patch": 0.25,
+    }
+
+
+def test_an_empty_image_is_not_a_digit_one():
+    inputs = digit_image(1)[None]
+    factors = colored_mnist_factors(
+        torch.zeros_like(inputs),
+        inputs,
+        torch.tensor([3]),
+        torch.tensor([1]),
+        PALETTE,
+        FixedDigits([1]),
+    )
+    assert not factors["digit_to_normal"].any()
+
+
+def test_concept_accuracy_counts_when_r_names_the_right_concept():
+    class ReadsBrightness(nn.Module):
+        def forward(self, a, b):  # concept 1 when b is brighter than a, else 0
+            brighter = (b.mean((1, 2, 3)) > a.mean((1, 2, 3))).long()
+            return nn.functional.one_hot(brighter, 2).float()
+
+    x = torch.full((4, 1, 8, 8), 0.5)
+    cfs = torch.stack([x - 0.1, x + 0.1], 1)
+    assert concept_accuracy(ReadsBrightness(), x, cfs) == 1.0
+    assert concept_accuracy(ReadsBrightness(), x, cfs.flip(1)) == 0.0
