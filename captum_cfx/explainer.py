@@ -15,6 +15,7 @@ from captum.attr import Attribution
 from captum.log import log_usage
 from torch import Tensor
 
+from captum_cfx._io import atomic_save, atomic_write_text
 from captum_cfx._validation import check_images
 from captum_cfx._version import __version__
 from captum_cfx.detectors.adapter import AnomalyDetector, as_detector, iterate_images
@@ -394,9 +395,12 @@ class CounterfactualAnomalyExplainer(Attribution):
                 "score_key": phi.score_key,
             },
         }
-        torch.save(weights, folder / WEIGHTS_FILE)
-        (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2))
-        (folder / HISTORY_FILE).write_text(json.dumps(self.history_))
+        for name, state in weights.items():
+            if any(not torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+                raise ValueError(f"the {name} weights hold NaN or Inf; refusing to save them.")
+        atomic_save(weights, folder / WEIGHTS_FILE)
+        atomic_write_text(json.dumps(config, indent=2), folder / CONFIG_FILE)
+        atomic_write_text(json.dumps(self.history_), folder / HISTORY_FILE)
         return folder
 
     @classmethod

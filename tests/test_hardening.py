@@ -168,3 +168,30 @@ def test_fit_refuses_bad_data_and_detectors():
     with pytest.raises(ValueError, match="n_concepts"):
         CounterfactualAnomalyExplainer(n_concepts=0).fit(Spot(), [NORMAL], steps=1, progress=False)
     assert not hasattr(explainer, "generator_")
+
+
+def test_a_crash_while_saving_leaves_the_previous_save_intact(fitted, tmp_path, monkeypatch):
+    folder = fitted.save(tmp_path / "ex")
+    before = (folder / "weights.pt").read_bytes()
+
+    def crash(obj, path):
+        pathlib.Path(path).write_bytes(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        fitted.save(folder)
+    monkeypatch.undo()
+    assert (folder / "weights.pt").read_bytes() == before
+    CounterfactualAnomalyExplainer.load(folder)
+
+
+def test_nan_weights_are_never_saved(tmp_path):
+    explainer = CounterfactualAnomalyExplainer(config=TINY).fit(
+        Spot(), [NORMAL], steps=1, progress=False
+    )
+    with torch.no_grad():
+        next(explainer.generator_.parameters()).fill_(float("nan"))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        explainer.save(tmp_path / "ex")
+    assert not (tmp_path / "ex" / "weights.pt").exists()

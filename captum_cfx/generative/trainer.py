@@ -15,7 +15,6 @@ to exactly the weights an uninterrupted run ends with on the CPU.
 from __future__ import annotations
 
 import copy
-import os
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from captum_cfx._io import atomic_save
 from captum_cfx.detectors.adapter import AnomalyDetector
 from captum_cfx.generative import losses
 from captum_cfx.generative.augment import diff_augment, robust_view
@@ -32,13 +32,6 @@ from captum_cfx.generative.config import GeneratorConfig
 from captum_cfx.generative.networks import ConceptClassifier, Discriminator, Generator
 
 CHECKPOINT_NAME = "checkpoint.pt"
-
-
-def atomic_save(obj: Dict[str, Any], path: Path) -> None:
-    """``torch.save`` to a temporary file, then rename: a crash never leaves a half file."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 class CounterfactualTrainer:
