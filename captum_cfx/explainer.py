@@ -20,8 +20,7 @@ from captum_cfx._validation import check_images
 from captum_cfx._version import __version__
 from captum_cfx.detectors.adapter import AnomalyDetector, as_detector, iterate_images
 from captum_cfx.detectors.training import resolve_device
-from captum_cfx.generative.config import GeneratorConfig
-from captum_cfx.generative.networks import ConceptClassifier, Generator
+from captum_cfx.generative.config import GeneratorConfig, build_networks
 from captum_cfx.generative.trainer import CounterfactualTrainer
 
 FORMAT = "captum_cfx.CounterfactualAnomalyExplainer"
@@ -448,11 +447,8 @@ class CounterfactualAnomalyExplainer(Attribution):
         gen_config = GeneratorConfig.from_dict(config["generator_config"])
         channels = int(config["input_shape"][0])
         explainer = cls(n_concepts=int(config["n_concepts"]), config=gen_config)
-        generator = Generator(
-            channels, explainer.n_concepts, gen_config.widths, gen_config.cond_dim
-        )
-        concept_classifier = ConceptClassifier(
-            channels, explainer.n_concepts, gen_config.concept_width, gen_config.concept_pool
+        generator, _, concept_classifier = build_networks(
+            channels, explainer.n_concepts, gen_config
         )
         try:
             generator.load_state_dict(weights["generator"])

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict, Tuple
 
+from captum_cfx.generative.networks import ConceptClassifier, Discriminator, Generator
+
 
 @dataclass(frozen=True)
 class GeneratorConfig:
@@ -18,6 +20,7 @@ class GeneratorConfig:
 
     widths: Tuple[int, int, int] = (16, 32, 64)
     cond_dim: int = 64
+    global_gain: float = 10.0
     disc_width: int = 32
     concept_width: int = 32
     concept_pool: int = 4
@@ -25,8 +28,8 @@ class GeneratorConfig:
     lambda_phi: float = 1.0
     lambda_rec: float = 20.0
     lambda_con: float = 1.0
-    lambda_distinct: float = 1.0
-    distinct_margin: float = 0.05
+    lambda_distinct: float = 2.0
+    distinct_margin: float = 0.1
     alpha_zero_share: float = 0.25
     robust_noise: float = 0.03
     batch_size: int = 32
@@ -68,3 +71,15 @@ class GeneratorConfig:
             if key in data:
                 data[key] = tuple(data[key])
         return cls(**data)
+
+
+def build_networks(
+    channels: int, n_concepts: int, config: GeneratorConfig
+) -> Tuple[Generator, Discriminator, ConceptClassifier]:
+    """G, D and R for images with ``channels`` channels and K = ``n_concepts``, as ``config``
+    sizes them."""
+    return (
+        Generator(channels, n_concepts, config.widths, config.cond_dim, config.global_gain),
+        Discriminator(channels, config.disc_width),
+        ConceptClassifier(channels, n_concepts, config.concept_width, config.concept_pool),
+    )

@@ -57,6 +57,9 @@ class Generator(nn.Module):
         n_concepts: K.
         widths: channel widths of the three U-Net levels.
         cond_dim: size of the condition embedding.
+        global_gain: multiplies the predicted colour transform; with Adam (whose steps have
+            a fixed size per parameter) this makes the global route learn ``global_gain``
+            times faster, so it competes with local edits instead of losing to them.
     """
 
     def __init__(
@@ -65,9 +68,11 @@ class Generator(nn.Module):
         n_concepts: int,
         widths: Tuple[int, int, int] = (16, 32, 64),
         cond_dim: int = 64,
+        global_gain: float = 10.0,
     ) -> None:
         super().__init__()
         w1, w2, w3 = widths
+        self.global_gain = global_gain
         self.channels = channels
         self.n_concepts = n_concepts
         self.embed = nn.Sequential(
@@ -103,7 +108,7 @@ class Generator(nn.Module):
         d1 = self.dec1(torch.cat([F.interpolate(d2, size=h1.shape[-2:]), h1], 1), cond)
         local = (torch.tanh(self.to_local(d1)) + 1) / 2
         mask = torch.sigmoid(self.to_mask(d1))
-        color = self.to_color(torch.cat([h3.mean((2, 3)), cond], 1))
+        color = self.global_gain * self.to_color(torch.cat([h3.mean((2, 3)), cond], 1))
         c = self.channels
         matrix = torch.eye(c, device=x.device, dtype=x.dtype) + color[:, : c * c].view(-1, c, c)
         transformed = torch.einsum("nij,njhw->nihw", matrix, x) + color[:, c * c :, None, None]

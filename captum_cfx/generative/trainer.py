@@ -28,8 +28,7 @@ from captum_cfx._io import atomic_save
 from captum_cfx.detectors.adapter import AnomalyDetector
 from captum_cfx.generative import losses
 from captum_cfx.generative.augment import diff_augment, robust_view
-from captum_cfx.generative.config import GeneratorConfig
-from captum_cfx.generative.networks import ConceptClassifier, Discriminator, Generator
+from captum_cfx.generative.config import GeneratorConfig, build_networks
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -66,13 +65,10 @@ class CounterfactualTrainer:
         channels = normal.shape[1]
         with torch.random.fork_rng(devices=[]):  # seed the weights without touching global RNG
             torch.manual_seed(seed)
-            self.generator = Generator(channels, n_concepts, config.widths, config.cond_dim).to(
-                device
-            )
-            self.discriminator = Discriminator(channels, config.disc_width).to(device)
-            self.concept_classifier = ConceptClassifier(
-                channels, n_concepts, config.concept_width, config.concept_pool
-            ).to(device)
+            networks = build_networks(channels, n_concepts, config)
+        self.generator, self.discriminator, self.concept_classifier = (
+            n.to(device) for n in networks
+        )
         g_params = list(self.generator.parameters()) + list(self.concept_classifier.parameters())
         self.opt_g = torch.optim.Adam(g_params, lr=config.lr, betas=config.betas)
         self.opt_d = torch.optim.Adam(
