@@ -48,6 +48,35 @@ def scores_of(detector, images: torch.Tensor) -> torch.Tensor:
         return torch.cat([detector(b) for b in images.split(512)])
 
 
+def markdown_table(report: dict) -> str:
+    """The RESULTS.md rows of one report: per concept, on flagged anomalies (all in brackets)."""
+    lines = [
+        "| concept | normality AuROC | validity | proximity | colour only | digit only "
+        "| both | neither | other | patch |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in report["concepts"]:
+        f, a = c["oracle_flagged"], c["oracle_all"]
+        cells = [
+            f"{100 * f[k]:.1f} ({100 * a[k]:.1f})"
+            for k in ("color_only", "digit_only", "both", "neither", "other", "patch")
+        ]
+        lines.append(
+            f"| {c['concept']} | {100 * c['normality_auroc_all']:.1f} "
+            f"| {100 * c['validity_flagged']:.1f} | {c['proximity_flagged']:.4f} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    lines.append(
+        f"\nDetector AuROC {100 * report['detector_auroc']:.2f}%, {report['n_flagged']} of "
+        f"{report['n_test_anomalies']} test anomalies flagged; normality AuROC over both concepts "
+        f"{100 * report['normality_auroc_all_concepts']:.1f}%; "
+        f"fit {report['fit_seconds'] / 60:.1f} min "
+        f"({report['steps']} steps). `{report['command']}`, {report['date']}, {report['machine']}."
+    )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=2500)
@@ -57,7 +86,13 @@ def main() -> None:
         "--config", type=json.loads, default={}, help="GeneratorConfig overrides as JSON"
     )
     parser.add_argument("--tag", default="explainer_colored_mnist")
+    parser.add_argument(
+        "--table", type=Path, default=None, help="print the table of a results JSON"
+    )
     args = parser.parse_args()
+    if args.table is not None:
+        print(markdown_table(json.loads(args.table.read_text())))
+        return
 
     train, test = colored_mnist(True), colored_mnist(False)
     palette = train.meta["palette"]
