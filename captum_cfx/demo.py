@@ -26,7 +26,7 @@ from captum_cfx.visualization import explanation_figure, traversal_strip
 logger = logging.getLogger("captum_cfx")
 
 #: Fit budgets: about 7 minutes (default) and under a minute (quick) on 2 CPU cores.
-DEMO_STEPS, QUICK_STEPS = 1000, 60
+DEMO_STEPS, QUICK_STEPS = 1100, 60
 
 
 def colored_mnist_detector(

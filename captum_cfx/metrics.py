@@ -3,6 +3,8 @@
 - :func:`normality_auroc`: phi on normal test images vs on counterfactuals; 50% is ideal.
 - :func:`validity`: the share of counterfactuals phi finds normal (phi < 0.5).
 - :func:`proximity`: mean per-pixel L1 between counterfactuals and inputs.
+- :func:`fid`, :func:`fidn`: realism as a Frechet distance in a pluggable feature space.
+- :func:`concept_accuracy`: how often a pair classifier names the concept of a counterfactual.
 - :func:`colored_mnist_factors` and :func:`disentanglement`: which ground-truth factor each
   counterfactual changed, read by strict oracles (the ink's colour from the pixels, the digit
   from a classifier trained on grayscale digits, :func:`train_digit_oracle`).
@@ -64,30 +66,76 @@ def proximity(counterfactuals: Tensor, inputs: Tensor) -> float:
     return float((counterfactuals - inputs).abs().mean())
 
 
+# -- realism: Frechet distance in a feature space -----------------------------------------
+def frechet_distance(features_a: Tensor, features_b: Tensor) -> float:
+    """The Frechet distance between Gaussians fitted to two feature sets (N, D) and (M, D):
+    ``|mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))``, in float64."""
+    a, b = features_a.double(), features_b.double()
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    s_a, s_b = torch.cov(a.T).reshape(a.shape[1], -1), torch.cov(b.T).reshape(b.shape[1], -1)
+    # Tr (S_a S_b)^(1/2) = sum of sqrt of the eigenvalues of S_a^(1/2) S_b S_a^(1/2) (PSD).
+    eigval, eigvec = torch.linalg.eigh(s_a)
+    root_a = eigvec @ torch.diag(eigval.clamp_min(0).sqrt()) @ eigvec.T
+    cross = torch.linalg.eigvalsh(root_a @ s_b @ root_a).clamp_min(0).sqrt().sum()
+    return float((mu_a - mu_b).pow(2).sum() + s_a.trace() + s_b.trace() - 2 * cross)
+
+
+def fid(images_a: Tensor, images_b: Tensor, features: nn.Module, batch_size: int = 512) -> float:
+    """FID between two image sets (N, C, H, W) in the space of ``features`` (a module
+    mapping images to (N, D); Inception pool3 where its weights are at hand, otherwise a
+    domain feature net such as :func:`train_classifier`'s ``[:-1]``)."""
+    with torch.no_grad():
+        fa = torch.cat([features(batch) for batch in images_a.split(batch_size)])
+        fb = torch.cat([features(batch) for batch in images_b.split(batch_size)])
+    return frechet_distance(fa, fb)
+
+
+def fidn(counterfactuals: Tensor, anomalies: Tensor, normal: Tensor, features: nn.Module) -> float:
+    """FIDN in %: ``100 * FID(counterfactuals, normal) / FID(anomalies, normal)``. 100 means
+    the counterfactuals are as far from normal data as the anomalies were."""
+    return 100.0 * fid(counterfactuals, normal, features) / fid(anomalies, normal, features)
+
+
 # -- oracles for data with known factors --------------------------------------------------
-def train_digit_oracle(images: Tensor, digits: Tensor, epochs: int = 8, seed: int = 0) -> nn.Module:
-    """A digit classifier on grayscale digits (the brightest channel), for oracles.
+def train_classifier(
+    images: Tensor,
+    labels: Tensor,
+    n_classes: int,
+    grayscale: bool = False,
+    epochs: int = 8,
+    seed: int = 0,
+) -> nn.Sequential:
+    """A small CNN classifier, for oracles and as a domain feature net for FID.
 
     Args:
-        images: (N, C, 28, 28) in [0, 1]; colour is removed by taking the channel maximum.
-        digits: (N,) labels 0-9.
+        images: (N, C, H, W) in [0, 1]. labels: (N,) in 0..n_classes-1.
+        grayscale: read only the brightest channel (a colour-blind classifier).
 
     Returns:
-        A module in eval mode: images (N, C, 28, 28) -> logits (N, 10).
+        An ``nn.Sequential`` in eval mode, images -> logits (N, n_classes); its ``[:-1]``
+        gives the features (N, D).
     """
+    size = images.shape[-1]
+    channels = 1 if grayscale else images.shape[1]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = nn.Sequential(_Grayscale(), feature_net(1, images.shape[-1]), nn.LeakyReLU(0.1))
-        net.append(nn.Linear(feature_dim(images.shape[-1]), 10))
+        layers = [_Grayscale()] if grayscale else []
+        net = nn.Sequential(*layers, feature_net(channels, size), nn.LeakyReLU(0.1))
+        net.append(nn.Linear(feature_dim(size), n_classes))
         optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
         for _ in range(epochs):
             net.train()
             for index in torch.randperm(len(images)).split(128):
-                loss = F.cross_entropy(net(images[index]), digits[index])
+                loss = F.cross_entropy(net(images[index]), labels[index])
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
     return net.eval()
+
+
+def train_digit_oracle(images: Tensor, digits: Tensor, epochs: int = 8, seed: int = 0) -> nn.Module:
+    """A colour-blind digit classifier (N, C, H, W) -> logits (N, 10), for oracles."""
+    return train_classifier(images, digits, 10, grayscale=True, epochs=epochs, seed=seed)
 
 
 class _Grayscale(nn.Module):

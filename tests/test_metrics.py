@@ -12,6 +12,9 @@ from captum_cfx.metrics import (
     colored_mnist_factors,
     concept_accuracy,
     disentanglement,
+    fid,
+    fidn,
+    frechet_distance,
     ink_colors,
     normality_auroc,
     proximity,
@@ -122,3 +125,26 @@ def test_concept_accuracy_counts_when_r_names_the_right_concept():
     cfs = torch.stack([x - 0.1, x + 0.1], 1)
     assert concept_accuracy(ReadsBrightness(), x, cfs) == 1.0
     assert concept_accuracy(ReadsBrightness(), x, cfs.flip(1)) == 0.0
+
+
+def test_frechet_distance_known_answers():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(4000, 3, generator=g)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    shifted = a + torch.tensor([2.0, 0.0, 0.0])
+    assert frechet_distance(a, shifted) == pytest.approx(4.0, rel=1e-6)
+    scaled = a * 2  # covariance 4 I vs I: trace term 3 * (1 + 4 - 2 * 2) = 3
+    assert frechet_distance(a, scaled) == pytest.approx(3.0, rel=0.05)
+
+
+def test_fid_and_fidn_in_a_feature_space():
+    features = nn.Flatten()
+    g = torch.Generator().manual_seed(1)
+    normal = torch.rand(500, 1, 2, 2, generator=g) * 0.5
+    anomalies = normal + 0.4
+    halfway = normal + 0.2
+    assert fid(normal, normal.clone(), features) == pytest.approx(0.0, abs=1e-9)
+    assert fidn(halfway, anomalies, normal, features) == pytest.approx(
+        25.0, rel=1e-4
+    )  # (0.2/0.4)^2
+    assert fidn(anomalies, anomalies, normal, features) == pytest.approx(100.0)
