@@ -20,11 +20,11 @@ class GeneratorConfig:
 
     widths: Tuple[int, int, int] = (16, 32, 64)
     cond_dim: int = 64
-    global_gain: float = 10.0
+    global_gain: float = 20.0
     disc_width: int = 32
     concept_width: int = 32
     concept_pool: int = 4
-    lambda_gan: float = 2.0
+    lambda_gan: float = 3.0
     lambda_phi: float = 1.0
     lambda_rec: float = 20.0
     lambda_con: float = 1.0

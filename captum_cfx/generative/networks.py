@@ -68,7 +68,7 @@ class Generator(nn.Module):
         n_concepts: int,
         widths: Tuple[int, int, int] = (16, 32, 64),
         cond_dim: int = 64,
-        global_gain: float = 10.0,
+        global_gain: float = 20.0,
     ) -> None:
         super().__init__()
         w1, w2, w3 = widths

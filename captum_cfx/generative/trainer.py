@@ -18,7 +18,7 @@ import copy
 import warnings
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -96,7 +96,7 @@ class CounterfactualTrainer:
         pick_o = torch.randint(len(self.outliers), (half,), generator=self.rng)
         return torch.cat([self.normal[pick_n], self.outliers[pick_o]])
 
-    def sample_conditions(self, n: int) -> tuple:
+    def sample_conditions(self, n: int) -> Tuple[Tensor, Tensor, Tensor]:
         """alpha (n,) with a share of exact zeros, concepts k (n,) and other concepts k' != k."""
         alpha = torch.rand(n, generator=self.rng)
         alpha[torch.rand(n, generator=self.rng) < self.config.alpha_zero_share] = 0.0
@@ -174,9 +174,10 @@ class CounterfactualTrainer:
         for name, value in terms.items():
             if not torch.isfinite(value).all():
                 raise FloatingPointError(
-                    f"{name} became {value.item()} at step {self.step + 1}; no weights were "
-                    "updated. Lower the learning rate, check the detector's scores on these "
-                    "images, or resume from the last checkpoint."
+                    f"{name} became {value.item()} at step {self.step + 1}; training stopped "
+                    "before the update that loss feeds, and the explainer keeps none of this "
+                    "run's weights. Lower the learning rate, check the detector's scores on "
+                    "these images, or resume from the last checkpoint."
                 )
 
     # -- state ----------------------------------------------------------------------------
