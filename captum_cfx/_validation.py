@@ -11,6 +11,9 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
+#: Images per chunk when scanning a batch for NaN and range.
+CHECK_CHUNK = 1024
+
 
 def check_images(
     x: object,
@@ -63,9 +66,11 @@ def check_images(
             "fitted on). Resize with torch.nn.functional.interpolate or "
             "torchvision.transforms.Resize."
         )
-    if not torch.isfinite(x).all():
+    # Chunked, so validating a large batch never allocates a mask of the whole batch.
+    chunks = x.split(CHECK_CHUNK)
+    if not all(bool(torch.isfinite(chunk).all()) for chunk in chunks):
         raise ValueError(f"{name} contains NaN or Inf values; clean or drop those images.")
-    lo, hi = float(x.min()), float(x.max())
+    lo, hi = min(float(c.min()) for c in chunks), max(float(c.max()) for c in chunks)
     if lo < 0.0 or hi > 1.0:
         raise ValueError(
             f"{name} must lie in [0, 1], got values in [{lo:.3g}, {hi:.3g}]. Undo any "

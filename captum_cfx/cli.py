@@ -49,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--steps", type=int, default=None, help=f"fit steps (default {DEMO_STEPS})")
     demo.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when present)")
-    demo.add_argument("--detector-epochs", type=int, default=30, help="detector training epochs")
+    demo.add_argument(
+        "--detector-epochs", type=int, default=None, help="detector epochs (30; 10 with --quick)"
+    )
     demo.set_defaults(run=_run_demo)
 
     fit = commands.add_parser(

@@ -355,7 +355,8 @@ class CounterfactualAnomalyExplainer(Attribution):
             )
         self._check_fitted()
         x = self._check_inputs(inputs[0] if isinstance(inputs, tuple) else inputs, clamp_inputs)
-        counterfactual = self.counterfactual(x, concept, target_score, internal_batch_size)
+        alpha = torch.full((len(x),), self._check_score(target_score))
+        counterfactual = self._generate(x, alpha, self._check_concept(concept), internal_batch_size)
         attribution = counterfactual.neg_().add_(x)  # x - counterfactual, in place
         return (attribution,) if is_tuple else attribution  # type: ignore[return-value]
 
