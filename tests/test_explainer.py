@@ -166,13 +166,15 @@ def test_a_fixed_seed_gives_the_same_counterfactuals_twice(data):
 
 
 def test_a_short_fit_makes_most_anomalies_normal():
+    # The bright square is the only reason for the anomaly, so one concept (K = 2 would make
+    # the distinctness hinge push the second concept away from the one good edit).
     normal = bright_square_images(128, False, seed=1)
     anomalous = torch.cat([bright_square_images(4, True, seed=10 + s) for s in range(32)])
     detector = BrightSpot()
     config = GeneratorConfig(
         widths=(8, 16, 16), cond_dim=16, disc_width=8, concept_width=8, batch_size=16, lr=1e-3
     )
-    explainer = CounterfactualAnomalyExplainer(config=config).fit(
+    explainer = CounterfactualAnomalyExplainer(n_concepts=1, config=config).fit(
         detector, [normal], outlier_loader=[anomalous], steps=150, progress=False
     )
     test = torch.cat([bright_square_images(4, True, seed=500 + s) for s in range(8)])
@@ -181,3 +183,7 @@ def test_a_short_fit_makes_most_anomalies_normal():
         after = detector(explainer.counterfactual(test, concept=0))
     assert (before > 0.9).all()
     assert float((after < 0.5).float().mean()) >= 0.75
+    # The edit is where the anomaly is: the square changes far more than the background.
+    change = (explainer.counterfactual(test) - test).abs()
+    square = test > 0.5
+    assert change[square].mean() > 3 * change[~square].mean()
