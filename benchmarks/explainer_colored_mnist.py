@@ -22,13 +22,13 @@ import json
 import time
 from pathlib import Path
 
-import torch
 from provenance import provenance
 from torch.utils.data import DataLoader
 
 from captum_cfx import CounterfactualAnomalyExplainer, GeneratorConfig
 from captum_cfx.data import colored_mnist
 from captum_cfx.demo import colored_mnist_detector
+from captum_cfx.detectors import score_images
 from captum_cfx.metrics import (
     auroc,
     colored_mnist_factors,
@@ -41,11 +41,6 @@ from captum_cfx.metrics import (
 from captum_cfx.visualization import counterfactual_grid
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def scores_of(detector, images: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([detector(b) for b in images.split(512)])
 
 
 def markdown_table(report: dict) -> str:
@@ -97,7 +92,7 @@ def main() -> None:
     train, test = colored_mnist(True), colored_mnist(False)
     palette = train.meta["palette"]
     detector = colored_mnist_detector("bce", train, seed=args.seed, progress=False)
-    test_scores = scores_of(detector, test.images)
+    test_scores = score_images(detector, test.images)
     detector_auroc = auroc(test.targets, test_scores)
     print(f"detector AuROC {detector_auroc:.4f}", flush=True)
 
@@ -116,14 +111,14 @@ def main() -> None:
 
     oracle = train_digit_oracle(train.images, train.factors["digit"])
     anomalies = test.anomalous()
-    normal_scores = scores_of(detector, test.normal().images)
-    anomaly_scores = scores_of(detector, anomalies.images)
+    normal_scores = score_images(detector, test.normal().images)
+    anomaly_scores = score_images(detector, anomalies.images)
     flagged = anomaly_scores >= 0.5
     cfs = explainer.counterfactuals(anomalies.images, internal_batch_size=256)  # (N, K, C, H, W)
     per_concept = []
     for k in range(2):
         cf = cfs[:, k]
-        cf_scores = scores_of(detector, cf)
+        cf_scores = score_images(detector, cf)
         factors = colored_mnist_factors(
             cf,
             anomalies.images,
@@ -145,7 +140,7 @@ def main() -> None:
             }
         )
         print(json.dumps(per_concept[-1], indent=1), flush=True)
-    all_cf_scores = scores_of(detector, cfs.flatten(0, 1))
+    all_cf_scores = score_images(detector, cfs.flatten(0, 1))
     report = {
         **provenance(),
         "data_source": train.source,

@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
 import torch
 from torch import nn
@@ -18,6 +18,7 @@ from torchvision.utils import save_image
 import captum_cfx
 from captum_cfx.data import load_image_folder
 from captum_cfx.demo import DEMO_STEPS, QUICK_STEPS, run_demo
+from captum_cfx.detectors import score_images
 from captum_cfx.explainer import CounterfactualAnomalyExplainer
 from captum_cfx.visualization import counterfactual_grid
 
@@ -140,26 +141,21 @@ def _run_explain(args: argparse.Namespace) -> int:
     images, names = load_image_folder(args.images)
     counterfactuals = explainer.counterfactuals(images, internal_batch_size=256)
     args.out.mkdir(parents=True, exist_ok=True)
-    scores: Dict[str, Any] = {}
-    phi = explainer.forward_func
     for i, name in enumerate(names):
-        stem = Path(name).stem
         for k in range(explainer.n_concepts_):
-            save_image(counterfactuals[i, k], args.out / f"{stem}_concept{k}.png")
-        if phi is not None:
-            with torch.no_grad():
-                scores[name] = {
-                    "input": float(phi(images[i : i + 1])),
-                    "counterfactuals": phi(counterfactuals[i]).tolist(),
-                }
+            save_image(counterfactuals[i, k], args.out / f"{Path(name).stem}_concept{k}.png")
+    phi = explainer.forward_func
+    input_scores, cf_scores, scores = None, None, {}
+    if phi is not None:
+        input_scores = score_images(phi, images)
+        cf_scores = score_images(phi, counterfactuals.flatten(0, 1)).view(len(images), -1)
+        scores = {
+            name: {"input": float(input_scores[i]), "counterfactuals": cf_scores[i].tolist()}
+            for i, name in enumerate(names)
+        }
     shown = slice(0, 16)
-    with torch.no_grad():
-        input_scores = None if phi is None else phi(images[shown])
-        cf_scores = (
-            None
-            if phi is None
-            else phi(counterfactuals[shown].flatten(0, 1)).view(-1, explainer.n_concepts_)
-        )
+    if phi is not None:
+        input_scores, cf_scores = input_scores[shown], cf_scores[shown]
     counterfactual_grid(images[shown], counterfactuals[shown], input_scores, cf_scores).savefig(
         args.out / "counterfactuals.png", dpi=90
     )

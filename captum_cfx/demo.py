@@ -17,7 +17,13 @@ from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
 from captum_cfx.data import LabeledImages, colored_mnist, pasted_patches, random_strokes
-from captum_cfx.detectors import DETECTORS, FCDDDetector, ReferenceDetector, train_detector
+from captum_cfx.detectors import (
+    DETECTORS,
+    FCDDDetector,
+    ReferenceDetector,
+    score_images,
+    train_detector,
+)
 from captum_cfx.detectors.training import resolve_device
 from captum_cfx.explainer import CounterfactualAnomalyExplainer
 from captum_cfx.metrics import auroc, concept_accuracy, normality_auroc, proximity, validity
@@ -71,19 +77,14 @@ def _cached_detector(
     return detector
 
 
-def _scores(detector: Any, images: Tensor) -> Tensor:
-    with torch.no_grad():
-        return torch.cat([detector(batch) for batch in images.split(512)]).cpu()
-
-
 def _pick_examples(anomalies: LabeledImages, scores: Tensor, n: int) -> Tensor:
     """Flagged anomalies of as many different (digit, colour) kinds as possible."""
-    seen: set = set()
-    picked = []
+    digits, colors, picked = set(), set(), []
     for i in (scores >= 0.5).nonzero()[:, 0].tolist():
-        kind = (int(anomalies.factors["digit"][i]), int(anomalies.factors["color"][i]))
-        if kind[0] not in {k[0] for k in seen} and kind[1] not in {k[1] for k in seen}:
-            seen.add(kind)
+        digit, color = int(anomalies.factors["digit"][i]), int(anomalies.factors["color"][i])
+        if digit not in digits and color not in colors:
+            digits.add(digit)
+            colors.add(color)
             picked.append(i)
         if len(picked) == n:
             break
@@ -145,18 +146,17 @@ def run_demo(
         explainer.save(saved)
     phi = explainer.forward_func
 
+    test_scores = score_images(phi, test.images.to(device))
     anomalies = test.anomalous()
     x_all = anomalies.images.to(device)
-    anomaly_scores = _scores(phi, x_all)
+    anomaly_scores = test_scores[test.targets == 1]
     flagged = anomaly_scores >= 0.5
     cfs = explainer.counterfactuals(x_all, internal_batch_size=256)
-    cf_scores = _scores(phi, cfs.flatten(0, 1)).view(len(x_all), -1)
+    cf_scores = score_images(phi, cfs.flatten(0, 1)).view(len(x_all), -1)
     metrics = {
         "data_source": train.source,
-        "detector_auroc": auroc(test.targets, _scores(phi, test.images.to(device))),
-        "normality_auroc": normality_auroc(
-            _scores(phi, test.normal().images.to(device)), cf_scores.flatten()
-        ),
+        "detector_auroc": auroc(test.targets, test_scores),
+        "normality_auroc": normality_auroc(test_scores[test.targets == 0], cf_scores.flatten()),
         "validity_flagged": validity(cf_scores[flagged]),
         "proximity_flagged": proximity(cfs[flagged].cpu(), anomalies.images[flagged][:, None]),
         "concept_accuracy": concept_accuracy(explainer.concept_classifier_, x_all, cfs),
@@ -184,10 +184,9 @@ def run_demo(
     )
     figure.savefig(out / "explanations.png", dpi=90)
     for k in range(explainer.n_concepts_):
-        strip = explainer.traverse(x, concept=k)
-        own = anomaly_scores[pick]
-        alphas = own[:, None] * torch.linspace(1.0, 0.0, strip.shape[1])[None, :]
-        strip_scores = _scores(phi, strip.flatten(0, 1)).view(strip.shape[:2])
+        alphas = explainer.traversal_alphas(x)
+        strip = explainer.traverse(x, concept=k, alphas=alphas)
+        strip_scores = score_images(phi, strip.flatten(0, 1)).view(strip.shape[:2])
         traversal_strip(strip.cpu(), alphas, strip_scores).savefig(
             out / f"traversal_concept{k}.png", dpi=90
         )

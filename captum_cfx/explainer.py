@@ -18,7 +18,12 @@ from torch import Tensor
 from captum_cfx._io import atomic_save, atomic_write_text
 from captum_cfx._validation import check_images
 from captum_cfx._version import __version__
-from captum_cfx.detectors.adapter import AnomalyDetector, as_detector, iterate_images
+from captum_cfx.detectors.adapter import (
+    AnomalyDetector,
+    as_detector,
+    iterate_images,
+    score_images,
+)
 from captum_cfx.detectors.training import resolve_device
 from captum_cfx.generative.config import GeneratorConfig, build_networks
 from captum_cfx.generative.trainer import CounterfactualTrainer
@@ -289,9 +294,9 @@ class CounterfactualAnomalyExplainer(Attribution):
         Args:
             inputs (Tensor): images (N, C, H, W) in [0, 1].
             concept (int): k in 0..K-1. Default: 0
-            alphas (sequence of float or Tensor (A,), optional): the target scores of the
-                strip's A images, each in [0, 1]. Default: None (six steps from phi(x), the
-                image's own score, down to 0; needs the detector)
+            alphas (sequence of float, Tensor (A,) or (N, A), optional): the target scores
+                of the strip's A images, each in [0, 1], shared or per image. Default: None
+                (:meth:`traversal_alphas`)
             internal_batch_size (int, optional): images per generator call. Default: None
 
         Returns:
@@ -300,26 +305,27 @@ class CounterfactualAnomalyExplainer(Attribution):
         self._check_fitted()
         x = self._check_inputs(inputs)
         k = self._check_concept(concept)
-        if alphas is None:
-            if self.forward_func is None:
-                raise ValueError(
-                    "traverse without alphas needs the detector: load(path, detector=...)."
-                )
-            with torch.no_grad():
-                own = self.forward_func(x).float().cpu()
-            steps = torch.linspace(1.0, 0.0, 6)
-            path = own[:, None] * steps[None, :]  # (N, A)
-        else:
-            grid = torch.as_tensor(alphas, dtype=torch.float32).flatten()
-            if len(grid) == 0 or grid.min() < 0 or grid.max() > 1:
-                raise ValueError(
-                    f"alphas must be a non-empty sequence of values in [0, 1], got {alphas}."
-                )
-            path = grid[None, :].expand(len(x), -1)
+        path = self.traversal_alphas(x) if alphas is None else torch.as_tensor(alphas).float()
+        if path.dim() == 1:
+            path = path[None, :].expand(len(x), -1)
+        if path.dim() != 2 or len(path) != len(x) or path.shape[1] == 0:
+            raise ValueError(
+                f"alphas must have shape (A,) or ({len(x)}, A), got {tuple(path.shape)}."
+            )
+        if path.min() < 0 or path.max() > 1:
+            raise ValueError(f"alphas must be values in [0, 1], got {alphas}.")
         out = x.new_empty((len(x), path.shape[1], *x.shape[1:]))
         for a in range(path.shape[1]):
             self._generate(x, path[:, a], k, internal_batch_size, out=out[:, a])
         return out
+
+    def traversal_alphas(self, inputs: Tensor, steps: int = 6) -> Tensor:
+        """The default path of :meth:`traverse`: ``steps`` target scores per image, evenly
+        from its own score phi(x) down to 0, as a CPU tensor (N, steps). Needs the detector."""
+        if self.forward_func is None:
+            raise ValueError("traversal_alphas needs the detector: load(path, detector=...).")
+        own = score_images(self.forward_func, inputs).float()
+        return own[:, None] * torch.linspace(1.0, 0.0, steps)[None, :]
 
     @log_usage()
     def attribute(

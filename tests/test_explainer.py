@@ -57,6 +57,11 @@ def test_public_calls_have_the_documented_shapes_and_forms(fitted, data):
     assert explainer.counterfactuals(x).shape == (5, 2, 1, 16, 16)
     assert explainer.traverse(x, concept=0, alphas=[1.0, 0.5, 0.0]).shape == (5, 3, 1, 16, 16)
     assert explainer.traverse(x, concept=0).shape == (5, 6, 1, 16, 16)
+    per_image = explainer.traversal_alphas(x)
+    assert per_image.shape == (5, 6) and (per_image[:, -1] == 0).all()
+    torch.testing.assert_close(
+        explainer.traverse(x, concept=0, alphas=per_image), explainer.traverse(x, concept=0)
+    )
     assert explainer.attribute(x).shape == x.shape
     out = explainer.attribute((x,), concept=1)
     assert isinstance(out, tuple) and len(out) == 1 and out[0].shape == x.shape

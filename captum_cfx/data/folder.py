@@ -43,13 +43,12 @@ def load_image_folder(folder: Union[str, Path]) -> Tuple[Tensor, List[str]]:
         images.append(
             torch.from_numpy(array[..., None] if array.ndim == 2 else array).permute(2, 0, 1)
         )
-    shapes = {tuple(image.shape) for image in images}
-    if len(shapes) > 1:
-        first = tuple(images[0].shape)
-        odd = next(p for p, image in zip(paths, images) if tuple(image.shape) != first)
-        raise ValueError(
-            f"the images in {folder} differ in size or channels: {paths[0].name} is "
-            f"{first} (C, H, W) but {odd.name} is {tuple(images[paths.index(odd)].shape)}. "
-            "Resize them to one size and one colour mode."
-        )
+    first = tuple(images[0].shape)
+    for path, image in zip(paths, images):
+        if tuple(image.shape) != first:
+            raise ValueError(
+                f"the images in {folder} differ in size or channels: {paths[0].name} is "
+                f"{first} (C, H, W) but {path.name} is {tuple(image.shape)}. "
+                "Resize them to one size and one colour mode."
+            )
     return torch.stack(images).float() / 255.0, [p.name for p in paths]

@@ -5,6 +5,7 @@ from captum_cfx.detectors.adapter import (
     CalibrationNotice,
     NotDifferentiableWarning,
     as_detector,
+    score_images,
 )
 from captum_cfx.detectors.reference import (
     DETECTORS,
@@ -27,5 +28,6 @@ __all__ = [
     "NotDifferentiableWarning",
     "ReferenceDetector",
     "as_detector",
+    "score_images",
     "train_detector",
 ]

@@ -300,6 +300,14 @@ def iterate_images(data: NormalData, batch_size: int = 256) -> Iterator[Tensor]:
         raise ValueError("the loader yielded no batches; pass a loader over at least one image.")
 
 
+def score_images(
+    detector: Callable[[Tensor], Tensor], images: Tensor, batch_size: int = 512
+) -> Tensor:
+    """phi of images (N, C, H, W), batch by batch without gradients, as a CPU tensor (N,)."""
+    with torch.no_grad():
+        return torch.cat([detector(batch).cpu() for batch in images.split(batch_size)])
+
+
 def _pick_calibration(outputs: Tensor, higher_is_anomalous: bool) -> Tuple[str, str]:
     """The calibration ``"auto"`` chooses for raw model outputs on normal data, and why."""
     lo, hi = float(outputs.min()), float(outputs.max())
