@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 
 import torch
-from provenance import provenance
+from provenance import mean_std, provenance
 from torch.utils.data import DataLoader
 
 from captum_cfx import train_detector
@@ -49,10 +48,6 @@ def evaluate(
         "normal_below_half": float((scores[~anomalous] < 0.5).float().mean()),
         "train_seconds": seconds,
     }
-
-
-def summary(values: list) -> list:
-    return [statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
 
 
 PAPER_MNIST = {"bce": "~99", "hsc": "~99", "dsvdd": "~95"}
@@ -107,8 +102,8 @@ def main() -> None:
                 "dataset": "mnist",
                 "detector": name,
                 "auroc_per_class": {str(c): r["auroc"] for c, r in per_class.items()},
-                "auroc": summary([r["auroc"] for r in per_class.values()]),
-                "train_seconds": summary([r["train_seconds"] for r in per_class.values()]),
+                "auroc": mean_std([r["auroc"] for r in per_class.values()]),
+                "train_seconds": mean_std([r["train_seconds"] for r in per_class.values()]),
             }
         )
     c_train, c_test = colored_mnist(True), colored_mnist(False)

@@ -96,7 +96,7 @@ def main() -> None:
     detector_auroc = auroc(test.targets, test_scores)
     print(f"detector AuROC {detector_auroc:.4f}", flush=True)
 
-    config = GeneratorConfig(**args.config)
+    config = GeneratorConfig.from_dict(args.config)
     explainer = CounterfactualAnomalyExplainer(n_concepts=2, config=config)
     start = time.perf_counter()
     explainer.fit(

@@ -1,11 +1,13 @@
-"""Where a benchmark figure came from: the command, the date and the machine."""
+"""Shared by the benchmarks: where a figure came from (the command, the date, the machine)
+and the mean +- std of per-run figures."""
 
 from __future__ import annotations
 
 import platform
+import statistics
 import sys
 from datetime import date
-from typing import Dict
+from typing import Dict, List
 
 import torch
 
@@ -29,3 +31,8 @@ def provenance() -> Dict[str, str]:
         "machine": f"{platform.machine()} {_cpu_model()}, {torch.get_num_threads()} torch threads, "
         f"{device}, torch {torch.__version__}",
     }
+
+
+def mean_std(values: List[float]) -> List[float]:
+    """``[mean, sample std]`` of per-run figures (std 0 for a single run)."""
+    return [statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0]

@@ -3,8 +3,11 @@
 - :func:`normality_auroc`: phi on normal test images vs on counterfactuals; 50% is ideal.
 - :func:`validity`: the share of counterfactuals phi finds normal (phi < 0.5).
 - :func:`proximity`: mean per-pixel L1 between counterfactuals and inputs.
-- :func:`fid`, :func:`fidn`: realism as a Frechet distance in a pluggable feature space.
-- :func:`concept_accuracy`: how often a pair classifier names the concept of a counterfactual.
+- :func:`fid`, :func:`fidn`: realism as a Frechet distance in a pluggable feature space:
+  a domain feature net (:func:`train_classifier`) or Inception pool3 from local weights
+  (:func:`inception_features`).
+- :func:`concept_accuracy`: how often a pair classifier names the concept of a counterfactual;
+  :func:`posthoc_concept_accuracy` trains an independent one on held-out pairs (as DISSECT).
 - :func:`colored_mnist_factors` and :func:`disentanglement`: which ground-truth factor each
   counterfactual changed, read by strict oracles (the ink's colour from the pixels, the digit
   from a classifier trained on grayscale digits, :func:`train_digit_oracle`).
@@ -12,7 +15,8 @@
 
 from __future__ import annotations
 
-from typing import Dict
+from pathlib import Path
+from typing import Dict, Union
 
 import torch
 import torch.nn.functional as F
@@ -94,6 +98,46 @@ def fidn(counterfactuals: Tensor, anomalies: Tensor, normal: Tensor, features: n
     """FIDN in %: ``100 * FID(counterfactuals, normal) / FID(anomalies, normal)``. 100 means
     the counterfactuals are as far from normal data as the anomalies were."""
     return 100.0 * fid(counterfactuals, normal, features) / fid(anomalies, normal, features)
+
+
+class _InceptionPool3(nn.Module):
+    """Inception-v3 up to its 2048-d average pool, on images in [0, 1] of any size and 1 or
+    3 channels (resized to 299 and normalised as for ImageNet)."""
+
+    mean: Tensor
+    std: Tensor
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406])[:, None, None])
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225])[:, None, None])
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+        return self.net((x - self.mean) / self.std)
+
+
+def inception_features(weights: Union[str, Path]) -> nn.Module:
+    """Inception-v3 pool3 features (N, 2048) for FID, from a local torchvision state dict.
+
+    Nothing is downloaded: ``weights`` is the path of ``inception_v3``'s ImageNet weights
+    (the ``.pth`` file torchvision caches), loaded with ``weights_only=True``. Without it,
+    use a domain feature net from :func:`train_classifier`, and say so beside the number.
+    """
+    from torchvision.models import inception_v3
+
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no Inception-v3 weights at {path}; pass torchvision's inception_v3 .pth file, "
+            "or use a domain feature net (metrics.train_classifier(...)[:-1])."
+        )
+    net = inception_v3(weights=None, aux_logits=True, init_weights=False)
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    net.fc = nn.Identity()
+    return _InceptionPool3(net).eval()
 
 
 # -- oracles for data with known factors --------------------------------------------------
@@ -246,3 +290,43 @@ def concept_accuracy(
             for c in range(k)
         ]
     return float(torch.stack(hits).mean())
+
+
+def posthoc_concept_accuracy(
+    inputs: Tensor,
+    counterfactuals: Tensor,
+    train_share: float = 0.5,
+    epochs: int = 8,
+    seed: int = 0,
+) -> float:
+    """Concept accuracy of an independent pair classifier (DISSECT's post-hoc check).
+
+    A fresh CNN (:func:`train_classifier`) learns to name k from the channel-concatenated
+    pair (x, x_k, x_k - x) on the pairs of the first ``train_share`` of the images, and is
+    scored on the pairs of the rest, which it never saw. Unlike the jointly trained R it
+    cannot have co-adapted with G, so a high score means the concepts differ in a way a new
+    observer can learn; 1/K means they cannot be told apart.
+
+    Args:
+        inputs: (N, C, H, W). counterfactuals: (N, K, C, H, W).
+
+    Returns:
+        The held-out accuracy in [0, 1].
+    """
+    n, k = counterfactuals.shape[:2]
+    n_train = int(round(train_share * n))
+    if not 0 < n_train < n:
+        raise ValueError(f"train_share={train_share} leaves no images to train or to test on.")
+
+    def pairs(index: slice) -> tuple:
+        x = inputs[index, None].expand_as(counterfactuals[index]).flatten(0, 1)
+        cf = counterfactuals[index].flatten(0, 1)
+        labels = torch.arange(k).repeat(len(cf) // k)
+        return torch.cat([x, cf, cf - x], 1), labels
+
+    train_pairs, train_labels = pairs(slice(0, n_train))
+    test_pairs, test_labels = pairs(slice(n_train, n))
+    classifier = train_classifier(train_pairs, train_labels, k, epochs=epochs, seed=seed)
+    with torch.no_grad():
+        predicted = torch.cat([classifier(batch).argmax(1) for batch in test_pairs.split(512)])
+    return float((predicted == test_labels).float().mean())

@@ -15,8 +15,10 @@ from captum_cfx.metrics import (
     fid,
     fidn,
     frechet_distance,
+    inception_features,
     ink_colors,
     normality_auroc,
+    posthoc_concept_accuracy,
     proximity,
     validity,
 )
@@ -148,3 +150,43 @@ def test_fid_and_fidn_in_a_feature_space():
         25.0, rel=1e-4
     )  # (0.2/0.4)^2
     assert fidn(anomalies, anomalies, normal, features) == pytest.approx(100.0)
+
+
+def _two_edits(n: int) -> tuple:
+    """Dark noisy images and two visibly different edits of each: (N, 1, 28, 28) inputs and
+    (N, 2, 1, 28, 28) counterfactuals (concept 0 brightens the top half, concept 1 paints a
+    square at the bottom)."""
+    g = torch.Generator().manual_seed(0)
+    x = 0.2 * torch.rand(n, 1, 28, 28, generator=g)
+    top, square = x.clone(), x.clone()
+    top[:, :, :14] += 0.5
+    square[:, :, 18:26, 10:18] = 1.0
+    return x, torch.stack([top, square], 1)
+
+
+def test_posthoc_concept_accuracy_tells_different_edits_apart():
+    x, cfs = _two_edits(120)
+    assert posthoc_concept_accuracy(x, cfs, epochs=4) > 0.95
+
+
+def test_posthoc_concept_accuracy_is_chance_for_identical_concepts():
+    x, cfs = _two_edits(120)
+    same = torch.stack([cfs[:, 1], cfs[:, 1]], 1)
+    assert posthoc_concept_accuracy(x, same, epochs=4) == pytest.approx(0.5, abs=0.1)
+    with pytest.raises(ValueError, match="train_share"):
+        posthoc_concept_accuracy(x, cfs, train_share=1.0)
+
+
+def test_inception_features_load_local_weights_only(tmp_path):
+    from torchvision.models import inception_v3
+
+    with pytest.raises(FileNotFoundError, match="domain feature net"):
+        inception_features(tmp_path / "missing.pth")
+    torch.manual_seed(0)
+    net = inception_v3(weights=None, aux_logits=True, init_weights=False)
+    torch.save(net.state_dict(), tmp_path / "inception.pth")
+    features = inception_features(tmp_path / "inception.pth")
+    with torch.no_grad():
+        gray, color = features(torch.rand(2, 1, 28, 28)), features(torch.rand(2, 3, 28, 28))
+    assert gray.shape == color.shape == (2, 2048)
+    assert torch.isfinite(gray).all()

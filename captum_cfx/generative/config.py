@@ -5,12 +5,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict, Tuple
 
-from captum_cfx.generative.networks import ConceptClassifier, Discriminator, Generator
+from captum_cfx.generative.networks import ROUTES, ConceptClassifier, Discriminator, Generator
 
 
 @dataclass(frozen=True)
 class GeneratorConfig:
     """Sizes, loss weights and optimiser settings; saved with the explainer as JSON.
+
+    ``concept_routes`` restricts each concept to G's global colour route, its local route,
+    or both (``"global"``, ``"local"``, ``"mixed"``, one per concept; empty: all mixed).
 
     Loss weights follow METHOD.md's total
     ``lambda_gan L_G + lambda_phi L_phi + lambda_rec (L_rec + L_cyc) + lambda_con L_con``,
@@ -21,6 +24,7 @@ class GeneratorConfig:
     widths: Tuple[int, int, int] = (16, 32, 64)
     cond_dim: int = 64
     global_gain: float = 20.0
+    concept_routes: Tuple[str, ...] = ()
     disc_width: int = 32
     concept_width: int = 32
     concept_pool: int = 4
@@ -41,6 +45,10 @@ class GeneratorConfig:
             raise ValueError(f"widths must be three positive ints, got {self.widths}.")
         if not 0.0 <= self.alpha_zero_share <= 1.0:
             raise ValueError(f"alpha_zero_share must lie in [0, 1], got {self.alpha_zero_share}.")
+        if not set(self.concept_routes) <= set(ROUTES):
+            raise ValueError(
+                f"concept_routes must be drawn from {ROUTES}, got {self.concept_routes}."
+            )
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be at least 2, got {self.batch_size}.")
         weights = [
@@ -67,7 +75,7 @@ class GeneratorConfig:
                 f"unknown GeneratorConfig fields {unknown}; was it saved by a newer captum_cfx?"
             )
         data = dict(data)
-        for key in ("widths", "betas"):
+        for key in ("widths", "betas", "concept_routes"):
             if key in data:
                 data[key] = tuple(data[key])
         return cls(**data)
@@ -79,7 +87,14 @@ def build_networks(
     """G, D and R for images with ``channels`` channels and K = ``n_concepts``, as ``config``
     sizes them."""
     return (
-        Generator(channels, n_concepts, config.widths, config.cond_dim, config.global_gain),
+        Generator(
+            channels,
+            n_concepts,
+            config.widths,
+            config.cond_dim,
+            config.global_gain,
+            config.concept_routes,
+        ),
         Discriminator(channels, config.disc_width),
         ConceptClassifier(channels, n_concepts, config.concept_width, config.concept_pool),
     )

@@ -11,6 +11,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+#: The routes a concept can be restricted to; see :class:`Generator`.
+ROUTES = ("mixed", "global", "local")
+
 
 def _groups(width: int) -> int:
     return min(8, width)
@@ -47,10 +50,17 @@ class Generator(nn.Module):
         G(x, alpha, k) = (1 - m) * T(x) + m * L
 
     where T is a global per-image colour transform (an affine map of the channels, C x C
-    plus a bias, predicted from the bottleneck; it starts as the identity) and L a local
-    image from the decoder. The global route makes image-wide changes (a recolouring) as
-    cheap as local ones (a stroke), so the concepts are not pushed towards local patches; the
-    mask starts near 0, so an untrained G returns its input.
+    plus a bias, predicted by a small MLP from the bottleneck, the condition and the input's
+    per-channel mean and maximum; it starts as the identity) and L a local image from the
+    decoder. The global route makes image-wide changes (a recolouring) as cheap as local
+    ones (a stroke), so the concepts are not pushed towards local patches; the mask starts
+    near 0, so an untrained G returns its input.
+
+    Each concept may be restricted to one route (``routes``): a ``"global"`` concept keeps
+    m = 0 (it can only transform colours image-wide), a ``"local"`` concept keeps T the
+    identity (it can only edit locally), a ``"mixed"`` concept uses both. Typed routes are a
+    prior a user can state ("one reason is appearance, the other structure"); they stop the
+    concepts from collapsing onto whichever edit is cheapest.
 
     Args:
         channels: image channels, 1 or 3.
@@ -60,7 +70,12 @@ class Generator(nn.Module):
         global_gain: multiplies the predicted colour transform; with Adam (whose steps have
             a fixed size per parameter) this makes the global route learn ``global_gain``
             times faster, so it competes with local edits instead of losing to them.
+        routes: one of ``"mixed"``, ``"global"``, ``"local"`` per concept; empty means all
+            ``"mixed"``.
     """
+
+    uses_local: Tensor
+    uses_global: Tensor
 
     def __init__(
         self,
@@ -69,8 +84,15 @@ class Generator(nn.Module):
         widths: Tuple[int, int, int] = (16, 32, 64),
         cond_dim: int = 64,
         global_gain: float = 20.0,
+        routes: Tuple[str, ...] = (),
     ) -> None:
         super().__init__()
+        routes = tuple(routes) or ("mixed",) * n_concepts
+        if len(routes) != n_concepts or not set(routes) <= set(ROUTES):
+            raise ValueError(
+                f"routes must name one of {ROUTES} for each of the {n_concepts} concepts, "
+                f"got {routes}."
+            )
         w1, w2, w3 = widths
         self.global_gain = global_gain
         self.channels = channels
@@ -87,9 +109,18 @@ class Generator(nn.Module):
         self.to_local = nn.Conv2d(w1, channels, 3, padding=1)
         self.to_mask = nn.Conv2d(w1, 1, 3, padding=1)
         nn.init.constant_(self.to_mask.bias, -4.0)  # type: ignore[arg-type]  # m ~ 0.02 at the start: G returns x
-        self.to_color = nn.Linear(w3 + cond_dim, channels * channels + channels)
-        nn.init.zeros_(self.to_color.weight)
-        nn.init.zeros_(self.to_color.bias)
+        color_out = nn.Linear(cond_dim, channels * channels + channels)
+        nn.init.zeros_(color_out.weight)
+        nn.init.zeros_(color_out.bias)
+        self.to_color = nn.Sequential(
+            nn.Linear(w3 + cond_dim + 2 * channels, cond_dim), nn.SiLU(), color_out
+        )
+        self.register_buffer(
+            "uses_local", torch.tensor([r != "global" for r in routes], dtype=torch.float32)
+        )
+        self.register_buffer(
+            "uses_global", torch.tensor([r != "local" for r in routes], dtype=torch.float32)
+        )
 
     def condition(self, alpha: Tensor, concept: Tensor) -> Tensor:
         """The embedding (N, cond_dim) of target scores (N,) and concept indices (N,)."""
@@ -107,8 +138,9 @@ class Generator(nn.Module):
         d2 = self.dec2(torch.cat([F.interpolate(h3, size=h2.shape[-2:]), h2], 1), cond)
         d1 = self.dec1(torch.cat([F.interpolate(d2, size=h1.shape[-2:]), h1], 1), cond)
         local = (torch.tanh(self.to_local(d1)) + 1) / 2
-        mask = torch.sigmoid(self.to_mask(d1))
-        color = self.global_gain * self.to_color(torch.cat([h3.mean((2, 3)), cond], 1))
+        mask = torch.sigmoid(self.to_mask(d1)) * self.uses_local[concept, None, None, None]
+        stats = torch.cat([h3.mean((2, 3)), cond, x.mean((2, 3)), x.amax((2, 3))], 1)
+        color = self.global_gain * self.to_color(stats) * self.uses_global[concept, None]
         c = self.channels
         matrix = torch.eye(c, device=x.device, dtype=x.dtype) + color[:, : c * c].view(-1, c, c)
         transformed = torch.einsum("nij,njhw->nihw", matrix, x) + color[:, c * c :, None, None]
