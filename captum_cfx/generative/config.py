@@ -17,8 +17,10 @@ class GeneratorConfig:
 
     Loss weights follow METHOD.md's total
     ``lambda_gan L_G + lambda_phi L_phi + lambda_rec (L_rec + L_cyc) + lambda_con L_con``,
-    plus ``lambda_distinct`` for the distinctness hinge. Reconstruction is an L1 mean on
-    [0, 1] images, so ``lambda_rec = 20`` equals METHOD's 10 on [-1, 1] images.
+    plus ``lambda_distinct`` for the distinctness hinge, with the cycle term's weight
+    ``lambda_cyc`` separate from ``lambda_rec`` (equal by default, as in the paper).
+    Reconstruction is an L1 mean on [0, 1] images, so ``lambda_rec = 20`` equals METHOD's 10
+    on [-1, 1] images.
     """
 
     widths: Tuple[int, int, int] = (16, 32, 64)
@@ -31,6 +33,7 @@ class GeneratorConfig:
     lambda_gan: float = 3.0
     lambda_phi: float = 1.0
     lambda_rec: float = 20.0
+    lambda_cyc: float = 20.0
     lambda_con: float = 1.0
     lambda_distinct: float = 2.0
     distinct_margin: float = 0.1
@@ -55,6 +58,7 @@ class GeneratorConfig:
             self.lambda_gan,
             self.lambda_phi,
             self.lambda_rec,
+            self.lambda_cyc,
             self.lambda_con,
             self.lambda_distinct,
         ]

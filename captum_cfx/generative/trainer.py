@@ -148,7 +148,8 @@ class CounterfactualTrainer:
         total = (
             cfg.lambda_gan * terms["loss_gan"]
             + cfg.lambda_phi * terms["loss_phi"]
-            + cfg.lambda_rec * (terms["loss_rec"] + terms["loss_cyc"])
+            + cfg.lambda_rec * terms["loss_rec"]
+            + cfg.lambda_cyc * terms["loss_cyc"]
             + cfg.lambda_con * terms["loss_con"]
             + cfg.lambda_distinct * terms["loss_distinct"]
         )
