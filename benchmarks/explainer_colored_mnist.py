@@ -111,14 +111,14 @@ def main() -> None:
 
     oracle = train_digit_oracle(train.images, train.factors["digit"])
     anomalies = test.anomalous()
-    normal_scores = score_images(detector, test.normal().images)
-    anomaly_scores = score_images(detector, anomalies.images)
+    normal_scores = test_scores[test.targets == 0]
+    anomaly_scores = test_scores[test.targets == 1]
     flagged = anomaly_scores >= 0.5
     cfs = explainer.counterfactuals(anomalies.images, internal_batch_size=256)  # (N, K, C, H, W)
+    all_cf_scores = score_images(detector, cfs.flatten(0, 1)).view(len(anomalies), -1)  # (N, K)
     per_concept = []
     for k in range(2):
-        cf = cfs[:, k]
-        cf_scores = score_images(detector, cf)
+        cf, cf_scores = cfs[:, k], all_cf_scores[:, k]
         factors = colored_mnist_factors(
             cf,
             anomalies.images,
@@ -140,7 +140,6 @@ def main() -> None:
             }
         )
         print(json.dumps(per_concept[-1], indent=1), flush=True)
-    all_cf_scores = score_images(detector, cfs.flatten(0, 1))
     report = {
         **provenance(),
         "data_source": train.source,
@@ -151,7 +150,7 @@ def main() -> None:
         "detector_auroc": detector_auroc,
         "n_test_anomalies": len(anomalies),
         "n_flagged": int(flagged.sum()),
-        "normality_auroc_all_concepts": normality_auroc(normal_scores, all_cf_scores),
+        "normality_auroc_all_concepts": normality_auroc(normal_scores, all_cf_scores.flatten()),
         "concepts": per_concept,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -161,7 +160,7 @@ def main() -> None:
         anomalies.images[show],
         cfs[show],
         anomaly_scores[show],
-        all_cf_scores.view(len(anomalies), 2)[show],
+        all_cf_scores[show],
     )
     fig.savefig(RESULTS / f"{args.tag}.png", dpi=80)
     print(f"wrote {RESULTS / args.tag}.json and .png; fit {fit_seconds:.0f}s", flush=True)

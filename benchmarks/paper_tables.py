@@ -96,8 +96,8 @@ def measure(
     )
     fit_seconds = time.perf_counter() - start
     anomalies, normal = test.anomalous(), test.normal()
-    normal_scores = score_images(detector, normal.images)
-    anomaly_scores = score_images(detector, anomalies.images)
+    test_scores = score_images(detector, test.images)
+    normal_scores, anomaly_scores = test_scores[test.targets == 0], test_scores[test.targets == 1]
     flagged = anomaly_scores >= 0.5
     cfs = explainer.counterfactuals(anomalies.images, internal_batch_size=256)  # (N, K, C, H, W)
     cf_scores = score_images(detector, cfs.flatten(0, 1)).view(len(anomalies), -1)
@@ -106,7 +106,7 @@ def measure(
         "cfs": cfs,
         "flagged": flagged,
         "fit_seconds": fit_seconds,
-        "detector_auroc": auroc(test.targets, score_images(detector, test.images)),
+        "detector_auroc": auroc(test.targets, test_scores),
         "normality_auroc": normality_auroc(normal_scores, cf_scores.flatten()),
         "fidn": fidn(cfs.flatten(0, 1), anomalies.images, normal.images, features),
         "validity": validity(cf_scores[flagged].flatten()),

@@ -191,8 +191,8 @@ def run_demo(
         cf_scores[pick],
     )
     figure.savefig(out / "explanations.png", dpi=90)
+    alphas = explainer.traversal_alphas(x)
     for k in range(explainer.n_concepts_):
-        alphas = explainer.traversal_alphas(x)
         strip = explainer.traverse(x, concept=k, alphas=alphas)
         strip_scores = score_images(phi, strip.flatten(0, 1)).view(strip.shape[:2])
         traversal_strip(strip.cpu(), alphas, strip_scores).savefig(

@@ -131,11 +131,6 @@ class CounterfactualAnomalyExplainer(Attribution):
                 f"steps and checkpoint_every must be positive, got {steps} and {checkpoint_every}."
             )
         config = self.config or GeneratorConfig()
-        if config.concept_routes and len(config.concept_routes) != self.n_concepts:
-            raise ValueError(
-                f"config.concept_routes names {len(config.concept_routes)} routes for "
-                f"n_concepts={self.n_concepts}; give one per concept or none."
-            )
         normal = _gather(normal_loader, "normal_loader")
         outliers = None if outlier_loader is None else _gather(outlier_loader, "outlier_loader")
         if outliers is not None and outliers.shape[1:] != normal.shape[1:]:

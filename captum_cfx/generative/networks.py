@@ -90,8 +90,8 @@ class Generator(nn.Module):
         routes = tuple(routes) or ("mixed",) * n_concepts
         if len(routes) != n_concepts or not set(routes) <= set(ROUTES):
             raise ValueError(
-                f"routes must name one of {ROUTES} for each of the {n_concepts} concepts, "
-                f"got {routes}."
+                f"concept_routes {routes} do not fit n_concepts={n_concepts}: give one per "
+                f"concept (each one of {ROUTES}) or none."
             )
         w1, w2, w3 = widths
         self.global_gain = global_gain
