@@ -77,14 +77,9 @@ class CounterfactualTrainer:
         self.rng = torch.Generator().manual_seed(seed)
         # "Normal" means scored like normal data, not below all of it: targets of x_bar are
         # floored at phi's median on normal images, so G is not rewarded for pushing phi
-        # further down (a push that only adversarial edits can deliver). L_phi scores robust
-        # views of x_bar, so the floor is measured on robust views of normal images too (a
-        # detector that the views push up would otherwise set targets no normal image
-        # reaches); the views draw from their own generator, leaving ``self.rng`` untouched.
-        views = torch.Generator().manual_seed(seed)
+        # further down (a push that only adversarial edits can deliver).
         with torch.no_grad():
-            normal_views = robust_view(normal[:512], views, config.robust_noise)
-            self.alpha_floor = float(detector(normal_views).float().median())
+            self.alpha_floor = float(detector(normal[:512]).float().median())
         self.step = 0
         self.history: Dict[str, List[float]] = defaultdict(list)
         self.running_normal = 0.0  # running share of alpha = 0 samples that phi finds normal
