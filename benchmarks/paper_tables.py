@@ -16,6 +16,7 @@ disentanglement per concept. Writes ``benchmarks/results/paper_tables.json``.
     python benchmarks/paper_tables.py --merge A.json B.json --out FILE   # join partial runs
     python benchmarks/paper_tables.py --table [--out FILE]              # the RESULTS.md table
 
+``--merge`` pools rows of the same data set and detector (e.g. other normal classes).
 ``--quick`` (digit 0 only, 150-step fits: a check of the pipeline, not a measurement) ran in
 6 min 8 s on 2 CPU cores (benchmarks/RESULTS.md).
 """
@@ -29,7 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List
 
-from provenance import mean_std, provenance
+from provenance import mean_std, pooled_mean_std, provenance
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -211,6 +212,42 @@ def colored_rows(args, config: GeneratorConfig, stamp: Dict) -> List[Dict]:
     return rows
 
 
+def merge_rows(rows: List[Dict]) -> List[Dict]:
+    """Join rows of the same data set and detector (other normal classes or seeds, same
+    steps and configuration) into one, pooling their mean +- std; others pass through."""
+    groups: Dict[tuple, List[Dict]] = {}
+    for row in rows:
+        groups.setdefault((row["dataset"], row["detector"]), []).append(row)
+    merged = []
+    for (dataset, detector), group in groups.items():
+        first = group[0]
+        if len(group) == 1:
+            merged.append(first)
+            continue
+        for row in group[1:]:
+            if (row["steps"], row["config"]) != (first["steps"], first["config"]):
+                raise ValueError(
+                    f"cannot pool {dataset} {detector} rows fitted with different steps or "
+                    "configurations; re-run them alike, or merge them into separate files."
+                )
+            if "disentanglement" in row:
+                raise ValueError(f"{dataset} rows hold one run each; pooling them is not done.")
+        merged.append(
+            {
+                **first,
+                **{
+                    key: pooled_mean_std([(r[key], r["n_runs"]) for r in group])
+                    for key in SUMMARISED
+                },
+                "n_runs": sum(r["n_runs"] for r in group),
+                "normal_classes": [c for r in group for c in r["normal_classes"]],
+                "command": " ; ".join(r["command"] for r in group),
+                "date": max(r["date"] for r in group),
+            }
+        )
+    return merged
+
+
 def _brief(cell: Dict) -> str:
     return ", ".join(
         f"{key} {cell[key]:.3f}"
@@ -292,7 +329,7 @@ def main() -> None:
         print(markdown_table(json.loads(args.out.read_text())))
         return
     if args.merge:
-        rows = [row for path in args.merge for row in json.loads(path.read_text())]
+        rows = merge_rows([row for path in args.merge for row in json.loads(path.read_text())])
     else:
         if args.quick:
             args.classes, args.steps, args.colored_steps, args.detector_epochs = [0], 150, 150, 5

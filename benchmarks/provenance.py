@@ -3,11 +3,12 @@ and the mean +- std of per-run figures."""
 
 from __future__ import annotations
 
+import math
 import platform
 import statistics
 import sys
 from datetime import date
-from typing import Dict, List
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 
@@ -36,3 +37,12 @@ def provenance() -> Dict[str, str]:
 def mean_std(values: List[float]) -> List[float]:
     """``[mean, sample std]`` of per-run figures (std 0 for a single run)."""
     return [statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
+
+
+def pooled_mean_std(parts: Sequence[Tuple[List[float], int]]) -> List[float]:
+    """``[mean, sample std]`` over all runs behind several ``([mean, sample std], n_runs)``
+    parts, exactly as :func:`mean_std` of the concatenated per-run figures would give."""
+    n = sum(k for _, k in parts)
+    mean = sum(m * k for (m, _), k in parts) / n
+    squares = sum((k - 1) * s * s + k * m * m for (m, s), k in parts)
+    return [mean, math.sqrt(max(squares - n * mean * mean, 0.0) / (n - 1)) if n > 1 else 0.0]
