@@ -123,14 +123,14 @@ def measure(
     }
 
 
-def mnist_rows(args, config: GeneratorConfig, stamp: Dict) -> List[Dict]:
-    """One row per detector, over the normal classes ``args.classes``."""
+def mnist_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List[Dict]:
+    """One row per detector (``configs`` maps each to its configuration), over the normal
+    classes ``args.classes``."""
     train, test = load_mnist(True), load_mnist(False)
     features = train_classifier(train.images, train.factors["digit"], 10, seed=args.seed)[:-1]
     strokes = random_strokes(4000, channels=1, seed=args.seed + 1)
     rows = []
     for name in args.detectors:
-        cell_config = replace(config, **args.detector_config.get(name, {}))
         cells = []
         for digit in args.classes:
             c_train, c_test = one_vs_rest(train, digit), one_vs_rest(test, digit)
@@ -144,7 +144,9 @@ def mnist_rows(args, config: GeneratorConfig, stamp: Dict) -> List[Dict]:
                 progress=False,
             )
             detector_seconds = time.perf_counter() - start
-            cell = measure(detector, c_train, c_test, features, cell_config, args.steps, args.seed)
+            cell = measure(
+                detector, c_train, c_test, features, configs[name], args.steps, args.seed
+            )
             cell["train_seconds"] = detector_seconds + cell["fit_seconds"]
             print(f"mnist {name} digit {digit}: " + _brief(cell), flush=True)
             cells.append(cell)
@@ -157,15 +159,16 @@ def mnist_rows(args, config: GeneratorConfig, stamp: Dict) -> List[Dict]:
                 "normal_classes": list(args.classes),
                 "steps": args.steps,
                 "fid_features": "digit CNN trained on the MNIST training split (10 classes)",
-                "config": cell_config.to_dict(),
+                "config": configs[name].to_dict(),
                 **stamp,
             }
         )
     return rows
 
 
-def colored_rows(args, config: GeneratorConfig, stamp: Dict) -> List[Dict]:
-    """One row per detector on Colored-MNIST, with the oracle disentanglement per concept."""
+def colored_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List[Dict]:
+    """One row per detector on Colored-MNIST (``configs`` maps each to its configuration),
+    with the oracle disentanglement per concept."""
     train, test = colored_mnist(True), colored_mnist(False)
     palette = train.meta["palette"]
     joint = train.factors["digit"] * len(palette) + train.factors["color"]
@@ -178,8 +181,9 @@ def colored_rows(args, config: GeneratorConfig, stamp: Dict) -> List[Dict]:
             name, train, epochs=args.detector_epochs, seed=args.seed, progress=False
         )
         detector_seconds = time.perf_counter() - start
-        cell_config = replace(config, **args.detector_config.get(name, {}))
-        cell = measure(detector, train, test, features, cell_config, args.colored_steps, args.seed)
+        cell = measure(
+            detector, train, test, features, configs[name], args.colored_steps, args.seed
+        )
         cell["train_seconds"] = detector_seconds + cell["fit_seconds"]
         anomalies, flagged = test.anomalous(), cell["flagged"]
         tables = {}
@@ -205,11 +209,17 @@ def colored_rows(args, config: GeneratorConfig, stamp: Dict) -> List[Dict]:
                 f"({10 * len(palette)} classes)",
                 "disentanglement": tables,
                 "disentanglement_on": "the test anomalies the detector flags (phi >= 0.5)",
-                "config": cell_config.to_dict(),
+                "config": configs[name].to_dict(),
                 **stamp,
             }
         )
     return rows
+
+
+def per_detector(config: GeneratorConfig, args) -> Dict[str, GeneratorConfig]:
+    """``config`` with ``args.detector_config``'s overrides, per detector in ``args.detectors``
+    (built before any training, so a bad override fails at once)."""
+    return {name: replace(config, **args.detector_config.get(name, {})) for name in args.detectors}
 
 
 def merge_rows(rows: List[Dict]) -> List[Dict]:
@@ -341,9 +351,10 @@ def main() -> None:
         )
         rows = []
         if "mnist" in args.datasets:
-            rows += mnist_rows(args, GeneratorConfig.from_dict(args.config), stamp)
+            mnist_configs = per_detector(GeneratorConfig.from_dict(args.config), args)
+            rows += mnist_rows(args, mnist_configs, stamp)
         if "colored_mnist" in args.datasets:
-            rows += colored_rows(args, colored_config, stamp)
+            rows += colored_rows(args, per_detector(colored_config, args), stamp)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2))
     print(f"wrote {args.out}")
