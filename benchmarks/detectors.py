@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import torch
-from provenance import mean_std, provenance
+from provenance import mean_std, provenance, write_json
 from torch.utils.data import DataLoader
 
 from captum_cfx import train_detector
@@ -118,9 +118,7 @@ def main() -> None:
         "epochs": args.epochs,
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.out}")
+    write_json(report, args.out)
     print(markdown_table(report))
 
 

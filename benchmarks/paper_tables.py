@@ -30,8 +30,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List
 
-from provenance import mean_std, pooled_mean_std, provenance
-from torch import nn
+from provenance import mean_std, pooled_mean_std, provenance, write_json
+from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from captum_cfx import CounterfactualAnomalyExplainer, GeneratorConfig, train_detector
@@ -123,6 +123,21 @@ def measure(
     }
 
 
+def mnist_detector(
+    name: str, train: LabeledImages, strokes: Tensor, epochs: int, seed: int
+) -> nn.Module:
+    """Detector ``name`` trained on ``train``'s normal images (one-vs-rest MNIST), with the
+    random ``strokes`` (M, 1, H, W) as outlier exposure."""
+    return train_detector(
+        name,
+        DataLoader(train.normal(), batch_size=128, shuffle=True),
+        DataLoader(strokes, batch_size=128, shuffle=True),
+        epochs=epochs,
+        seed=seed,
+        progress=False,
+    )
+
+
 def mnist_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List[Dict]:
     """One row per detector (``configs`` maps each to its configuration), over the normal
     classes ``args.classes``."""
@@ -135,14 +150,7 @@ def mnist_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List[D
         for digit in args.classes:
             c_train, c_test = one_vs_rest(train, digit), one_vs_rest(test, digit)
             start = time.perf_counter()
-            detector = train_detector(
-                name,
-                DataLoader(c_train.normal(), batch_size=128, shuffle=True),
-                DataLoader(strokes, batch_size=128, shuffle=True),
-                epochs=args.detector_epochs,
-                seed=args.seed,
-                progress=False,
-            )
+            detector = mnist_detector(name, c_train, strokes, args.detector_epochs, args.seed)
             detector_seconds = time.perf_counter() - start
             cell = measure(
                 detector, c_train, c_test, features, configs[name], args.steps, args.seed
@@ -303,9 +311,10 @@ def markdown_table(rows: List[Dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--classes", type=int, nargs="+", default=[0, 8])
+def grid_arguments(parser: argparse.ArgumentParser, classes: List[int]) -> None:
+    """The options of the detector x data set grid: ``--classes`` (MNIST normal classes,
+    default ``classes``), ``--detectors``, ``--datasets``, ``--detector-epochs``, ``--seed``."""
+    parser.add_argument("--classes", type=int, nargs="+", default=classes)
     parser.add_argument("--detectors", nargs="+", default=list(DETECTORS), choices=DETECTORS)
     parser.add_argument(
         "--datasets",
@@ -313,9 +322,15 @@ def main() -> None:
         default=["mnist", "colored_mnist"],
         choices=["mnist", "colored_mnist"],
     )
+    parser.add_argument("--detector-epochs", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    grid_arguments(parser, classes=[0, 8])
     parser.add_argument("--steps", type=int, default=1000, help="explainer steps per MNIST cell")
     parser.add_argument("--colored-steps", type=int, default=1200)
-    parser.add_argument("--detector-epochs", type=int, default=30)
     parser.add_argument("--config", type=json.loads, default={}, help="MNIST GeneratorConfig")
     parser.add_argument(
         "--colored-config",
@@ -329,7 +344,6 @@ def main() -> None:
         default=DETECTOR_OVERRIDES,
         help="JSON {detector: GeneratorConfig overrides}, on top of both configs",
     )
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="digit 0, short fits")
     parser.add_argument("--out", type=Path, default=RESULTS / "paper_tables.json")
     parser.add_argument("--merge", type=Path, nargs="+", help="join these partial runs into --out")
@@ -355,9 +369,7 @@ def main() -> None:
             rows += mnist_rows(args, mnist_configs, stamp)
         if "colored_mnist" in args.datasets:
             rows += colored_rows(args, per_detector(colored_config, args), stamp)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(rows, indent=2))
-    print(f"wrote {args.out}")
+    write_json(rows, args.out)
     print(markdown_table(rows))
 
 

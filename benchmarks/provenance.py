@@ -3,12 +3,14 @@ and the mean +- std of per-run figures."""
 
 from __future__ import annotations
 
+import json
 import math
 import platform
 import statistics
 import sys
 from datetime import date
-from typing import Dict, List, Sequence, Tuple
+from pathlib import Path
+from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 
@@ -46,3 +48,10 @@ def pooled_mean_std(parts: Sequence[Tuple[List[float], int]]) -> List[float]:
     mean = sum(m * k for (m, _), k in parts) / n
     squares = sum((k - 1) * s * s + k * m * m for (m, s), k in parts)
     return [mean, math.sqrt(max(squares - n * mean * mean, 0.0) / (n - 1)) if n > 1 else 0.0]
+
+
+def write_json(report: Any, path: Path) -> None:
+    """``report`` as indented JSON at ``path`` (its folder made as needed), and say so."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
+    print(f"wrote {path}")

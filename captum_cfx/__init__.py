@@ -2,12 +2,13 @@
 
 from captum_cfx._version import __version__
 from captum_cfx.detectors import AnomalyDetector, as_detector, train_detector
-from captum_cfx.explainer import CounterfactualAnomalyExplainer, NotFittedError
+from captum_cfx.explainer import CounterfactualAnomalyExplainer, FitWarning, NotFittedError
 from captum_cfx.generative import GeneratorConfig
 
 __all__ = [
     "AnomalyDetector",
     "CounterfactualAnomalyExplainer",
+    "FitWarning",
     "GeneratorConfig",
     "NotFittedError",
     "__version__",

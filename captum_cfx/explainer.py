@@ -7,6 +7,7 @@ Captum's :class:`~captum.attr.Attribution` contract. It holds no loss math.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, Tuple, TypeVar, Union
 
@@ -31,12 +32,18 @@ from captum_cfx.generative.trainer import CounterfactualTrainer
 FORMAT = "captum_cfx.CounterfactualAnomalyExplainer"
 FORMAT_VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE, HISTORY_FILE = "config.json", "weights.pt", "history.json"
+#: ``fit`` warns when fewer of the training outliers' counterfactuals than this are valid.
+MIN_VALIDITY = 0.5
 
 InputsT = TypeVar("InputsT", Tensor, Tuple[Tensor, ...])
 
 
 class NotFittedError(RuntimeError):
     """The explainer was used before ``fit`` (or ``load``)."""
+
+
+class FitWarning(UserWarning):
+    """``fit`` ended with counterfactuals that phi mostly does not find normal."""
 
 
 def _gather(loader: Iterable[Any], name: str) -> Tensor:
@@ -157,7 +164,37 @@ class CounterfactualAnomalyExplainer(Attribution):
         self.history_ = dict(trainer.history)
         self.n_concepts_ = self.n_concepts
         self.input_shape_ = tuple(normal.shape[1:])
+        if outliers is not None:
+            self._warn_if_not_normal(outliers, trainer.view_false_alarms)
         return self
+
+    def _warn_if_not_normal(self, outliers: Tensor, view_false_alarms: float) -> None:
+        """Warn (:class:`FitWarning`) when most counterfactuals (all K, alpha = 0) of up to
+        256 training outliers that phi flags still score 0.5 or more, with the likely cause."""
+        sample = outliers[:256]
+        flagged = sample[(score_images(self.forward_func, sample) >= 0.5).to(sample.device)]
+        if not len(flagged):
+            return
+        scores = score_images(self.forward_func, self.counterfactuals(flagged).flatten(0, 1))
+        valid = float((scores < 0.5).float().mean())
+        if valid >= MIN_VALIDITY:
+            return
+        cause = (
+            f"phi itself flags {view_false_alarms:.0%} of the normal images after the small "
+            "shift, blur and noise under which L_phi scores counterfactuals, which leaves G "
+            "few edits that phi accepts (a detector trained with such augmentations explains "
+            "better); "
+            if view_false_alarms >= 0.5
+            else ""
+        )
+        warnings.warn(
+            f"only {valid:.0%} of the counterfactuals of the {len(flagged)} training outliers "
+            f"phi flags score below 0.5: the explanations are not normal yet. {cause}"
+            "Fit for more steps, or raise GeneratorConfig.lambda_phi (e.g. to 10) when phi's "
+            "logits are flat (the tutorial, 'When the counterfactuals do not move phi').",
+            FitWarning,
+            stacklevel=3,
+        )
 
     @staticmethod
     def _device_for(phi: AnomalyDetector, device: Union[str, torch.device, None]) -> torch.device:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from helpers import bright_square_images
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from captum_cfx import CounterfactualAnomalyExplainer, GeneratorConfig
+from captum_cfx import CounterfactualAnomalyExplainer, FitWarning, GeneratorConfig
 from captum_cfx.visualization import to_hwc
 
 TINY = GeneratorConfig(widths=(4, 8, 8), cond_dim=8, disc_width=4, concept_width=4, batch_size=8)
@@ -179,9 +180,11 @@ def test_a_short_fit_makes_most_anomalies_normal():
     config = GeneratorConfig(
         widths=(8, 16, 16), cond_dim=16, disc_width=8, concept_width=8, batch_size=16, lr=1e-3
     )
-    explainer = CounterfactualAnomalyExplainer(n_concepts=1, config=config).fit(
-        detector, [normal], outlier_loader=[anomalous], steps=150, progress=False
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FitWarning)  # most counterfactuals are valid: no warning
+        explainer = CounterfactualAnomalyExplainer(n_concepts=1, config=config).fit(
+            detector, [normal], outlier_loader=[anomalous], steps=150, progress=False
+        )
     test = torch.cat([bright_square_images(4, True, seed=500 + s) for s in range(8)])
     with torch.no_grad():
         before = detector(test)
@@ -192,3 +195,44 @@ def test_a_short_fit_makes_most_anomalies_normal():
     change = (explainer.counterfactual(test) - test).abs()
     square = test > 0.5
     assert change[square].mean() > 3 * change[~square].mean()
+
+
+class TemplateDistance(nn.Module):
+    """phi = sigmoid(200 (mean |x - template| - 0.005)): only the template itself is normal,
+    so a shifted, blurred or noisy normal image is an anomaly."""
+
+    def __init__(self, template: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("template", template)
+
+    def forward(self, x):
+        return torch.sigmoid(200 * ((x - self.template).abs().mean((1, 2, 3)) - 0.005))
+
+
+def test_fit_warns_when_the_counterfactuals_are_not_normal_and_names_the_cause(data):
+    normal, anomalous = data
+    with pytest.warns(FitWarning, match="score below 0.5") as caught:
+        CounterfactualAnomalyExplainer(config=TINY).fit(
+            BrightSpot(), [normal], outlier_loader=[anomalous], steps=3, progress=False
+        )
+    assert "shift, blur and noise" not in str(caught[0].message)  # BrightSpot's views are fair
+
+    template = normal[:1]
+    strict = TemplateDistance(template)
+    with pytest.warns(FitWarning, match="flags 100% of the normal images after the small shift"):
+        CounterfactualAnomalyExplainer(config=TINY).fit(
+            strict,
+            [(template + 0.002).expand(16, -1, -1, -1)],  # off the kink of |x - template|
+            outlier_loader=[anomalous],
+            steps=3,
+            progress=False,
+        )
+
+
+def test_fit_does_not_judge_without_flagged_outliers(data):
+    normal, _ = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FitWarning)
+        CounterfactualAnomalyExplainer(config=TINY).fit(
+            BrightSpot(), [normal], outlier_loader=[normal], steps=3, progress=False
+        )

@@ -42,11 +42,15 @@ def diff_augment(x: Tensor, generator: torch.Generator) -> Tensor:
     return cutout(random_shift(x, max(1, x.shape[-1] // 8), generator), 0.25, generator)
 
 
+def box_blur(x: Tensor) -> Tensor:
+    """A 3x3 box blur, edges replicated; same shape as ``x``."""
+    return F.avg_pool2d(F.pad(x, [1] * 4, mode="replicate"), 3, stride=1)
+
+
 def robust_view(x: Tensor, generator: torch.Generator, noise: float = 0.03) -> Tensor:
     """A random shift by up to 2 pixels, a 3x3 box blur for half the images, Gaussian noise,
     leaky-clamped back to [0, 1]."""
     x = random_shift(x, 2, generator)
     blur = torch.rand(len(x), generator=generator) < 0.5
-    blurred = F.avg_pool2d(F.pad(x, [1] * 4, mode="replicate"), 3, stride=1)
-    x = torch.where(blur[:, None, None, None].to(x.device), blurred, x)
+    x = torch.where(blur[:, None, None, None].to(x.device), box_blur(x), x)
     return leaky_clamp(x + noise * torch.randn(x.shape, generator=generator).to(x))
