@@ -26,8 +26,10 @@ from captum_cfx.detectors.adapter import (
     score_images,
 )
 from captum_cfx.detectors.training import resolve_device
+from captum_cfx.generative.augment import robust_view
 from captum_cfx.generative.config import GeneratorConfig, build_networks
 from captum_cfx.generative.trainer import CounterfactualTrainer
+from captum_cfx.metrics import validity
 
 FORMAT = "captum_cfx.CounterfactualAnomalyExplainer"
 FORMAT_VERSION = 1
@@ -165,20 +167,26 @@ class CounterfactualAnomalyExplainer(Attribution):
         self.n_concepts_ = self.n_concepts
         self.input_shape_ = tuple(normal.shape[1:])
         if outliers is not None:
-            self._warn_if_not_normal(outliers, trainer.view_false_alarms)
+            self._warn_if_not_normal(normal, outliers, config.robust_noise, seed)
         return self
 
-    def _warn_if_not_normal(self, outliers: Tensor, view_false_alarms: float) -> None:
+    def _warn_if_not_normal(
+        self, normal: Tensor, outliers: Tensor, noise: float, seed: int
+    ) -> None:
         """Warn (:class:`FitWarning`) when most counterfactuals (all K, alpha = 0) of up to
-        256 training outliers that phi flags still score 0.5 or more, with the likely cause."""
+        256 training outliers that phi flags still score 0.5 or more, with the likely cause:
+        the share of up to 512 ``normal`` images phi flags under L_phi's robust view (with
+        noise level ``noise``), measured only then."""
+        phi = self.forward_func
         sample = outliers[:256]
-        flagged = sample[(score_images(self.forward_func, sample) >= 0.5).to(sample.device)]
+        flagged = sample[(score_images(phi, sample) >= 0.5).to(sample.device)]
         if not len(flagged):
             return
-        scores = score_images(self.forward_func, self.counterfactuals(flagged).flatten(0, 1))
-        valid = float((scores < 0.5).float().mean())
+        valid = validity(score_images(phi, self.counterfactuals(flagged).flatten(0, 1)))
         if valid >= MIN_VALIDITY:
             return
+        views = robust_view(normal[:512], torch.Generator().manual_seed(seed), noise)
+        view_false_alarms = 1 - validity(score_images(phi, views))
         cause = (
             f"phi itself flags {view_false_alarms:.0%} of the normal images after the small "
             "shift, blur and noise under which L_phi scores counterfactuals, which leaves G "

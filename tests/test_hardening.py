@@ -49,11 +49,10 @@ def test_an_interrupted_and_resumed_fit_equals_an_uninterrupted_one(tmp_path):
     full = CounterfactualAnomalyExplainer(config=TINY).fit(
         Spot(), [NORMAL], steps=6, checkpoint_dir=tmp_path / "a", checkpoint_every=2, progress=False
     )
-    # Calibration, the detector check and the trainer's two looks at normal images (alpha
-    # floor, robust-view false alarms) take a few calls; then 3 calls per step. Stop in step 5.
+    # Calibration and the detector check take a few calls; then 3 calls per step. Stop in step 5.
     with pytest.warns(RuntimeWarning, match="interrupted at step 4"):
         CounterfactualAnomalyExplainer(config=TINY).fit(
-            Spot(interrupt_at=3 + 3 * 4 + 2),
+            Spot(interrupt_at=2 + 3 * 4 + 2),
             [NORMAL],
             steps=6,
             checkpoint_dir=tmp_path / "b",

@@ -79,13 +79,7 @@ class CounterfactualTrainer:
         # floored at phi's median on normal images, so G is not rewarded for pushing phi
         # further down (a push that only adversarial edits can deliver).
         with torch.no_grad():
-            sample = normal[:512]
-            self.alpha_floor = float(detector(sample).float().median())
-            # The share of normal images phi flags under the robust view L_phi scores: when
-            # it is large, phi rewards almost no edit (a diagnostic; its own random stream,
-            # so training's draws do not change).
-            views = robust_view(sample, torch.Generator().manual_seed(seed), config.robust_noise)
-            self.view_false_alarms = float((detector(views) >= 0.5).float().mean())
+            self.alpha_floor = float(detector(normal[:512]).float().median())
         self.step = 0
         self.history: Dict[str, List[float]] = defaultdict(list)
         self.running_normal = 0.0  # running share of alpha = 0 samples that phi finds normal
