@@ -6,7 +6,7 @@ split, and writes ``benchmarks/results/detectors.json`` and the table in ``RESUL
 made from it. Outlier exposure: random pen strokes (white on MNIST; in the palette's colours
 on Colored-MNIST), which share no class with the test anomalies.
 
-    python benchmarks/detectors.py [--epochs 30] [--classes 0 1 ...] [--seed 0]
+    python benchmarks/detectors.py [--epochs 30] [--classes 0 1 ...] [--seed 0] [--augment]
     python benchmarks/detectors.py --table     # the markdown table of the last run
 """
 
@@ -36,7 +36,13 @@ def evaluate(
     outlier_loader = DataLoader(outliers, batch_size=128, shuffle=True)
     start = time.perf_counter()
     detector = train_detector(
-        name, normal_loader, outlier_loader, epochs=args.epochs, seed=args.seed, progress=False
+        name,
+        normal_loader,
+        outlier_loader,
+        epochs=args.epochs,
+        seed=args.seed,
+        augment=args.augment,
+        progress=False,
     )
     seconds = time.perf_counter() - start
     with torch.no_grad():
@@ -80,6 +86,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--classes", type=int, nargs="*", default=list(range(10)))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--augment", action="store_true", help="train on robust views (train_detector's augment)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "detectors.json")
     parser.add_argument("--table", action="store_true", help="print the table of --out and stop")
     args = parser.parse_args()
@@ -116,6 +125,7 @@ def main() -> None:
         **provenance(),
         "data_source": mnist_train.source,
         "epochs": args.epochs,
+        "augment": args.augment,
         "rows": rows,
     }
     write_json(report, args.out)

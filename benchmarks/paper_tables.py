@@ -12,7 +12,8 @@ disentanglement per concept. Writes ``benchmarks/results/paper_tables.json``.
 
     python benchmarks/paper_tables.py [--classes 0 1 ...] [--detectors bce hsc dsvdd]
         [--datasets mnist colored_mnist] [--steps 1000] [--colored-steps 1200]
-        [--colored-config JSON] [--detector-config JSON] [--quick] [--out FILE]
+        [--colored-config JSON] [--detector-config JSON] [--detector-augment]
+        [--patch-outliers] [--quick] [--figures DIR] [--out FILE]
     python benchmarks/paper_tables.py --merge A.json B.json --out FILE   # join partial runs
     python benchmarks/paper_tables.py --table [--out FILE]              # the RESULTS.md table
 
@@ -28,20 +29,29 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
+import torch
 from provenance import mean_std, pooled_mean_std, provenance, write_json
-from torch import Tensor, nn
-from torch.utils.data import DataLoader
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from captum_cfx import CounterfactualAnomalyExplainer, GeneratorConfig, train_detector
-from captum_cfx.data import LabeledImages, colored_mnist, load_mnist, one_vs_rest, random_strokes
+from captum_cfx.data import (
+    LabeledImages,
+    colored_mnist,
+    load_mnist,
+    one_vs_rest,
+    pasted_patches,
+    random_strokes,
+)
 from captum_cfx.demo import COLORED_MNIST_CONFIG, colored_mnist_detector
 from captum_cfx.detectors import score_images
 from captum_cfx.metrics import (
     auroc,
     colored_mnist_factors,
     concept_accuracy,
+    digit_factors,
     disentanglement,
     fidn,
     normality_auroc,
@@ -51,6 +61,7 @@ from captum_cfx.metrics import (
     train_digit_oracle,
     validity,
 )
+from captum_cfx.visualization import counterfactual_grid
 
 RESULTS = Path(__file__).parent / "results"
 DETECTORS = ("bce", "hsc", "dsvdd")
@@ -78,6 +89,9 @@ SUMMARISED = (
     "detector_auroc",
     "train_seconds",
 )
+#: The digit oracle's reading of the counterfactuals (all K) of the flagged test anomalies
+#: on MNIST (``captum_cfx.metrics.digit_factors``); rows from before it was added lack them.
+ORACLE = ("oracle_to_normal", "oracle_kept", "oracle_patch")
 
 
 def measure(
@@ -88,8 +102,10 @@ def measure(
     config: GeneratorConfig,
     steps: int,
     seed: int,
+    figure: Optional[Path] = None,
 ) -> Dict:
-    """Fit the explainer for a trained detector and measure it on the test split."""
+    """Fit the explainer for a trained detector and measure it on the test split; with
+    ``figure``, save there the counterfactuals of six flagged test anomalies."""
     start = time.perf_counter()
     explainer = CounterfactualAnomalyExplainer(n_concepts=2, config=config)
     explainer.fit(
@@ -107,6 +123,12 @@ def measure(
     flagged = anomaly_scores >= 0.5
     cfs = explainer.counterfactuals(anomalies.images, internal_batch_size=256)  # (N, K, C, H, W)
     cf_scores = score_images(detector, cfs.flatten(0, 1)).view(len(anomalies), -1)
+    if figure is not None:
+        shown = flagged.nonzero()[:, 0]
+        shown = shown[torch.linspace(0, len(shown) - 1, 6).long()]
+        counterfactual_grid(
+            anomalies.images[shown], cfs[shown], anomaly_scores[shown], cf_scores[shown]
+        ).savefig(figure, dpi=80)
     return {
         "explainer": explainer,
         "cfs": cfs,
@@ -123,18 +145,36 @@ def measure(
     }
 
 
-def mnist_detector(
-    name: str, train: LabeledImages, strokes: Tensor, epochs: int, seed: int
-) -> nn.Module:
-    """Detector ``name`` trained on ``train``'s normal images (one-vs-rest MNIST), with the
-    random ``strokes`` (M, 1, H, W) as outlier exposure."""
+def mnist_detector(name: str, train: LabeledImages, strokes: LabeledImages, args) -> nn.Module:
+    """Detector ``name`` trained on ``train``'s normal images (one-vs-rest MNIST) with the
+    grid's ``--detector-epochs``, ``--seed`` and ``--detector-augment``. Outlier exposure:
+    the random ``strokes`` (M, 1, H, W), plus, with ``--patch-outliers``, 2,000 normal
+    training images with pasted patches (as the Colored-MNIST detector has)."""
+    outliers: Dataset = strokes
+    if args.patch_outliers:
+        patches = pasted_patches(train.normal().images, 2000, seed=args.seed + 2)
+        outliers = TensorDataset(torch.cat([strokes.images, patches.images]))
     return train_detector(
         name,
         DataLoader(train.normal(), batch_size=128, shuffle=True),
-        DataLoader(strokes, batch_size=128, shuffle=True),
-        epochs=epochs,
-        seed=seed,
+        DataLoader(outliers, batch_size=128, shuffle=True),
+        epochs=args.detector_epochs,
+        seed=args.seed,
+        augment=args.detector_augment,
         progress=False,
+    )
+
+
+def colored_detector(name: str, train: LabeledImages, args) -> nn.Module:
+    """Detector ``name`` for Colored-MNIST as the demo trains it, with the grid's
+    ``--detector-epochs``, ``--seed`` and ``--detector-augment``."""
+    return colored_mnist_detector(
+        name,
+        train,
+        epochs=args.detector_epochs,
+        seed=args.seed,
+        progress=False,
+        augment=args.detector_augment,
     )
 
 
@@ -143,6 +183,7 @@ def mnist_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List[D
     classes ``args.classes``."""
     train, test = load_mnist(True), load_mnist(False)
     features = train_classifier(train.images, train.factors["digit"], 10, seed=args.seed)[:-1]
+    oracle = train_digit_oracle(train.images, train.factors["digit"], seed=args.seed)
     strokes = random_strokes(4000, channels=1, seed=args.seed + 1)
     rows = []
     for name in args.detectors:
@@ -150,28 +191,61 @@ def mnist_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List[D
         for digit in args.classes:
             c_train, c_test = one_vs_rest(train, digit), one_vs_rest(test, digit)
             start = time.perf_counter()
-            detector = mnist_detector(name, c_train, strokes, args.detector_epochs, args.seed)
+            detector = mnist_detector(name, c_train, strokes, args)
             detector_seconds = time.perf_counter() - start
             cell = measure(
-                detector, c_train, c_test, features, configs[name], args.steps, args.seed
+                detector,
+                c_train,
+                c_test,
+                features,
+                configs[name],
+                args.steps,
+                args.seed,
+                args.figures and args.figures / f"mnist_{name}_digit{digit}.png",
             )
             cell["train_seconds"] = detector_seconds + cell["fit_seconds"]
+            cell.update(oracle_shares(cell, c_test.anomalous(), oracle, digit))
             print(f"mnist {name} digit {digit}: " + _brief(cell), flush=True)
             cells.append(cell)
         rows.append(
             {
                 "dataset": "mnist",
                 "detector": name,
-                **{key: mean_std([c[key] for c in cells]) for key in SUMMARISED},
+                **{key: mean_std([c[key] for c in cells]) for key in SUMMARISED + ORACLE},
                 "n_runs": len(cells),
                 "normal_classes": list(args.classes),
+                "oracle_classes": list(args.classes),
                 "steps": args.steps,
+                "detector_augment": args.detector_augment,
+                "patch_outliers": args.patch_outliers,
                 "fid_features": "digit CNN trained on the MNIST training split (10 classes)",
                 "config": configs[name].to_dict(),
                 **stamp,
             }
         )
     return rows
+
+
+def oracle_shares(
+    cell: Dict, anomalies: LabeledImages, oracle: nn.Module, normal_digit: int
+) -> Dict[str, float]:
+    """The digit oracle on the counterfactuals of the flagged anomalies (all K): the shares
+    it reads as the normal digit, as the input's digit, and with a pasted patch."""
+    flagged = cell["flagged"]
+    cfs = cell["cfs"][flagged]  # (N, K, C, H, W)
+    k = cfs.shape[1]
+    factors = digit_factors(
+        cfs.flatten(0, 1),
+        anomalies.images[flagged].repeat_interleave(k, 0),
+        anomalies.factors["digit"][flagged].repeat_interleave(k, 0),
+        oracle,
+        normal_digit,
+    )
+    return {
+        "oracle_to_normal": float(factors["digit_to_normal"].float().mean()),
+        "oracle_kept": float(factors["digit_kept"].float().mean()),
+        "oracle_patch": float(factors["patch"].float().mean()),
+    }
 
 
 def colored_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List[Dict]:
@@ -185,12 +259,17 @@ def colored_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List
     rows = []
     for name in args.detectors:
         start = time.perf_counter()
-        detector = colored_mnist_detector(
-            name, train, epochs=args.detector_epochs, seed=args.seed, progress=False
-        )
+        detector = colored_detector(name, train, args)
         detector_seconds = time.perf_counter() - start
         cell = measure(
-            detector, train, test, features, configs[name], args.colored_steps, args.seed
+            detector,
+            train,
+            test,
+            features,
+            configs[name],
+            args.colored_steps,
+            args.seed,
+            args.figures and args.figures / f"colored_mnist_{name}.png",
         )
         cell["train_seconds"] = detector_seconds + cell["fit_seconds"]
         anomalies, flagged = test.anomalous(), cell["flagged"]
@@ -213,6 +292,7 @@ def colored_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List
                 **{key: [cell[key], 0.0] for key in SUMMARISED},
                 "n_runs": 1,
                 "steps": args.colored_steps,
+                "detector_augment": args.detector_augment,
                 "fid_features": "CNN trained on the Colored-MNIST training split's digit x colour "
                 f"({10 * len(palette)} classes)",
                 "disentanglement": tables,
@@ -243,10 +323,11 @@ def merge_rows(rows: List[Dict]) -> List[Dict]:
             merged.append(first)
             continue
         for row in group[1:]:
-            if (row["steps"], row["config"]) != (first["steps"], first["config"]):
+            if _setting(row) != _setting(first):
                 raise ValueError(
-                    f"cannot pool {dataset} {detector} rows fitted with different steps or "
-                    "configurations; re-run them alike, or merge them into separate files."
+                    f"cannot pool {dataset} {detector} rows fitted with different steps, "
+                    "configurations or detector training; re-run them alike, or merge them "
+                    "into separate files."
                 )
             if "disentanglement" in row:
                 raise ValueError(f"{dataset} rows hold one run each; pooling them is not done.")
@@ -257,6 +338,7 @@ def merge_rows(rows: List[Dict]) -> List[Dict]:
                     key: pooled_mean_std([(r[key], r["n_runs"]) for r in group])
                     for key in SUMMARISED
                 },
+                **_pooled_oracle(group),
                 "n_runs": sum(r["n_runs"] for r in group),
                 "normal_classes": [c for r in group for c in r["normal_classes"]],
                 "command": " ; ".join(r["command"] for r in group),
@@ -266,10 +348,33 @@ def merge_rows(rows: List[Dict]) -> List[Dict]:
     return merged
 
 
+def _pooled_oracle(group: List[Dict]) -> Dict:
+    """The :data:`ORACLE` shares pooled over the rows of ``group`` that have them."""
+    measured = [r for r in group if "oracle_classes" in r]
+    if not measured:
+        return {}
+    return {
+        **{key: pooled_mean_std([(r[key], r["n_runs"]) for r in measured]) for key in ORACLE},
+        "oracle_classes": [c for r in measured for c in r["oracle_classes"]],
+    }
+
+
+def _setting(row: Dict) -> tuple:
+    """What must agree for rows to be pooled (rows from before ``--detector-augment`` and
+    ``--patch-outliers`` were trained without them)."""
+    return (
+        row["steps"],
+        row["config"],
+        row.get("detector_augment", False),
+        row.get("patch_outliers", False),
+    )
+
+
 def _brief(cell: Dict) -> str:
     return ", ".join(
         f"{key} {cell[key]:.3f}"
-        for key in ("normality_auroc", "fidn", "validity", "concept_accuracy_posthoc")
+        for key in ("normality_auroc", "fidn", "validity", "concept_accuracy_posthoc", *ORACLE)
+        if key in cell
     )
 
 
@@ -308,12 +413,25 @@ def markdown_table(rows: List[Dict]) -> str:
             for concept, table in r["disentanglement"].items():
                 cells = " | ".join(f"{100 * table[k]:.1f}" for k in keys)
                 lines.append(f"| {r['detector']} | {concept.split('_')[1]} | {cells} |")
+    read = [r for r in rows if "oracle_classes" in r]
+    if read:
+        lines += [
+            "",
+            "| data set | detector | normal classes | made the normal digit | kept the input's "
+            "digit | patch |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in read:
+            cells = " | ".join(_cell(r[key]) for key in ORACLE)
+            classes = " ".join(str(c) for c in r["oracle_classes"])
+            lines.append(f"| {r['dataset']} | {r['detector']} | {classes} | {cells} |")
     return "\n".join(lines)
 
 
 def grid_arguments(parser: argparse.ArgumentParser, classes: List[int]) -> None:
     """The options of the detector x data set grid: ``--classes`` (MNIST normal classes,
-    default ``classes``), ``--detectors``, ``--datasets``, ``--detector-epochs``, ``--seed``."""
+    default ``classes``), ``--detectors``, ``--datasets``, ``--detector-epochs``,
+    ``--detector-augment``, ``--patch-outliers``, ``--seed``."""
     parser.add_argument("--classes", type=int, nargs="+", default=classes)
     parser.add_argument("--detectors", nargs="+", default=list(DETECTORS), choices=DETECTORS)
     parser.add_argument(
@@ -323,6 +441,16 @@ def grid_arguments(parser: argparse.ArgumentParser, classes: List[int]) -> None:
         choices=["mnist", "colored_mnist"],
     )
     parser.add_argument("--detector-epochs", type=int, default=30)
+    parser.add_argument(
+        "--detector-augment",
+        action="store_true",
+        help="train the detectors on robust views (train_detector's augment)",
+    )
+    parser.add_argument(
+        "--patch-outliers",
+        action="store_true",
+        help="MNIST: add normal images with pasted patches to the outlier exposure",
+    )
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -345,6 +473,7 @@ def main() -> None:
         help="JSON {detector: GeneratorConfig overrides}, on top of both configs",
     )
     parser.add_argument("--quick", action="store_true", help="digit 0, short fits")
+    parser.add_argument("--figures", type=Path, help="save each cell's counterfactuals here")
     parser.add_argument("--out", type=Path, default=RESULTS / "paper_tables.json")
     parser.add_argument("--merge", type=Path, nargs="+", help="join these partial runs into --out")
     parser.add_argument("--table", action="store_true", help="print the tables of --out and stop")

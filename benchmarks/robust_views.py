@@ -9,7 +9,10 @@ flags (phi >= 0.5) and phi's median logit: as they are, under the full view, and
 of its parts alone. Writes ``benchmarks/results/robust_views.json``.
 
     python benchmarks/robust_views.py [--classes 0 8 1] [--detectors bce hsc dsvdd]
-        [--datasets mnist colored_mnist] [--out FILE]
+        [--datasets mnist colored_mnist] [--detector-augment] [--out FILE]
+
+``--detector-augment`` trains the detectors on those same views
+(``train_detector(augment=True)``).
 """
 
 from __future__ import annotations
@@ -20,13 +23,12 @@ from pathlib import Path
 from typing import Callable, Dict, List
 
 import torch
-from paper_tables import grid_arguments, mnist_detector
+from paper_tables import colored_detector, grid_arguments, mnist_detector
 from provenance import provenance, write_json
 from torch import Tensor, nn
 
 from captum_cfx import GeneratorConfig, as_detector
 from captum_cfx.data import colored_mnist, load_mnist, one_vs_rest, random_strokes
-from captum_cfx.demo import colored_mnist_detector
 from captum_cfx.generative.augment import box_blur, random_shift, robust_view
 from captum_cfx.generative.networks import leaky_clamp
 
@@ -67,7 +69,7 @@ def rows_for(args) -> List[Dict]:
         for digit in args.classes:
             c_train, c_test = one_vs_rest(train, digit), one_vs_rest(test, digit)
             for name in args.detectors:
-                detector = mnist_detector(name, c_train, strokes, args.detector_epochs, args.seed)
+                detector = mnist_detector(name, c_train, strokes, args)
                 measured = measure(detector, c_test.normal().images, args.seed)
                 rows.append(
                     {"dataset": "mnist", "normal_class": digit, "detector": name, **measured}
@@ -76,9 +78,7 @@ def rows_for(args) -> List[Dict]:
     if "colored_mnist" in args.datasets:
         train, test = colored_mnist(True), colored_mnist(False)
         for name in args.detectors:
-            detector = colored_mnist_detector(
-                name, train, epochs=args.detector_epochs, seed=args.seed, progress=False
-            )
+            detector = colored_detector(name, train, args)
             measured = measure(detector, test.normal().images, args.seed)
             rows.append(
                 {"dataset": "colored_mnist", "normal_class": None, "detector": name, **measured}
@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "robust_views.json")
     args = parser.parse_args()
     stamp = provenance()
-    rows = [{**row, **stamp} for row in rows_for(args)]
+    rows = [{**row, "detector_augment": args.detector_augment, **stamp} for row in rows_for(args)]
     write_json(rows, args.out)
     print(markdown_table(rows))
 

@@ -51,11 +51,12 @@ def colored_mnist_detector(
     seed: int = 0,
     device: Union[str, torch.device, None] = None,
     progress: bool = True,
+    augment: bool = False,
 ) -> ReferenceDetector:
     """A reference detector for Colored-MNIST. Outlier exposure: 4,000 palette-coloured pen
     strokes and 2,000 normal digits with pasted palette-coloured patches; neither shares a
     class with the test anomalies, and the patches teach the detector that a pasted blob
-    does not make an image normal."""
+    does not make an image normal. ``augment`` as in :func:`~captum_cfx.train_detector`."""
     palette = train.meta["palette"]
     strokes = random_strokes(4000, max_strokes=5, palette=palette, seed=seed + 1)
     patches = pasted_patches(train.normal().images, 2000, palette=palette, seed=seed + 2)
@@ -67,6 +68,7 @@ def colored_mnist_detector(
         epochs=epochs,
         seed=seed,
         device=device,
+        augment=augment,
         progress=progress,
     )
 

@@ -190,8 +190,8 @@ class CounterfactualAnomalyExplainer(Attribution):
         cause = (
             f"phi itself flags {view_false_alarms:.0%} of the normal images after the small "
             "shift, blur and noise under which L_phi scores counterfactuals, which leaves G "
-            "few edits that phi accepts (a detector trained with such augmentations explains "
-            "better); "
+            "few edits that phi accepts (a detector trained on such views, as "
+            "train_detector(..., augment=True) trains one, does not flag them). "
             if view_false_alarms >= 0.5
             else ""
         )

@@ -10,13 +10,15 @@
   :func:`posthoc_concept_accuracy` trains an independent one on held-out pairs (as DISSECT).
 - :func:`colored_mnist_factors` and :func:`disentanglement`: which ground-truth factor each
   counterfactual changed, read by strict oracles (the ink's colour from the pixels, the digit
-  from a classifier trained on grayscale digits, :func:`train_digit_oracle`).
+  from a classifier trained on grayscale digits, :func:`train_digit_oracle`);
+  :func:`digit_factors` does the same for one-vs-rest digits (made the normal digit, kept,
+  or patched).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Union
+from typing import Dict, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -200,6 +202,52 @@ def ink_colors(images: Tensor, palette: Tensor) -> Tensor:
     return torch.where(peak[:, 0] > INK_THRESHOLD, nearest, torch.full_like(nearest, -1))
 
 
+def _digit_read(
+    counterfactuals: Tensor, cf_mask: Tensor, digit_oracle: nn.Module, normal_digit: int
+) -> Tuple[Tensor, Tensor]:
+    """The oracle's digit (N,) for each counterfactual, and whether it is the normal digit in
+    an image with at least 20 ink pixels (``cf_mask`` (N, H, W)): an empty image is no digit."""
+    with torch.no_grad():
+        read = digit_oracle(counterfactuals).argmax(1)
+    return read, (read == normal_digit) & (cf_mask.flatten(1).sum(1) >= 20)
+
+
+def _patch(cf_mask: Tensor, x_mask: Tensor) -> Tensor:
+    """At least 10 counterfactual ink pixels outside the input's ink dilated by 2 pixels, (N,)
+    from ink masks (N, H, W): a pasted shortcut, not an explanation."""
+    dilated = F.max_pool2d(x_mask[:, None].float(), 5, stride=1, padding=2)[:, 0] > 0
+    return (cf_mask & ~dilated).flatten(1).sum(1) >= 10
+
+
+def digit_factors(
+    counterfactuals: Tensor,
+    inputs: Tensor,
+    digits: Tensor,
+    digit_oracle: nn.Module,
+    normal_digit: int,
+) -> Dict[str, Tensor]:
+    """Strict oracles for one-vs-rest digit counterfactuals (MNIST, any colour).
+
+    Args:
+        counterfactuals, inputs: (N, C, H, W) in [0, 1]; ink is any channel above 0.3.
+        digits: the inputs' true digit (N,).
+        digit_oracle: from :func:`train_digit_oracle`.
+        normal_digit: the normal class.
+
+    Returns:
+        Boolean tensors (N,): ``digit_to_normal`` (the oracle reads the normal digit in an
+        image with at least 20 ink pixels), ``digit_kept`` (it reads the input's digit) and
+        ``patch`` (as in :func:`colored_mnist_factors`).
+    """
+    cf_mask = counterfactuals.amax(1) > INK_THRESHOLD
+    read, to_normal = _digit_read(counterfactuals, cf_mask, digit_oracle, normal_digit)
+    return {
+        "digit_to_normal": to_normal,
+        "digit_kept": read == digits,
+        "patch": _patch(cf_mask, inputs.amax(1) > INK_THRESHOLD),
+    }
+
+
 def colored_mnist_factors(
     counterfactuals: Tensor,
     inputs: Tensor,
@@ -232,16 +280,13 @@ def colored_mnist_factors(
     iou = (cf_mask & x_mask).flatten(1).sum(1) / (cf_mask | x_mask).flatten(1).sum(1).clamp_min(1)
     votes = F.one_hot((cf_ink + 1).flatten(1), len(palette) + 1)[..., 1:].sum(1)  # (N, P)
     majority = torch.where(n_ink > 0, votes.argmax(1), torch.full_like(n_ink, -1))
-    with torch.no_grad():
-        read = digit_oracle(counterfactuals).argmax(1)
-    dilated = F.max_pool2d(x_mask[:, None].float(), 5, stride=1, padding=2)[:, 0] > 0
-    outside = (cf_mask & ~dilated).flatten(1).sum(1)
+    read, to_normal = _digit_read(counterfactuals, cf_mask, digit_oracle, normal_digit)
     return {
         "color_to_normal": (share_normal >= 0.6) & (iou >= 0.5),
         "color_kept": majority == colors,
-        "digit_to_normal": (read == normal_digit) & (n_ink >= 20),
+        "digit_to_normal": to_normal,
         "digit_kept": read == digits,
-        "patch": outside >= 10,
+        "patch": _patch(cf_mask, x_mask),
     }
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from captum_cfx import as_detector, train_detector
 from captum_cfx.detectors import DETECTORS, DSVDDDetector, FCDDDetector
+from captum_cfx.generative.augment import robust_view
 
 
 def auroc(normal: torch.Tensor, anomalous: torch.Tensor) -> float:
@@ -79,3 +81,27 @@ def test_train_detector_refuses_bad_requests(square_loaders):
         train_detector("dsvdd", [])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         train_detector("dsvdd", [torch.full((4, 1, 16, 16), 255.0)])
+
+
+def centred_squares(n: int, seed: int, size: int = 16) -> torch.Tensor:
+    """Dark noisy images (n, 1, size, size) with a bright 6x6 square at the centre: normal
+    data whose every image sits at the same place, as MNIST digits do."""
+    x = 0.1 * torch.rand(n, 1, size, size, generator=torch.Generator().manual_seed(seed))
+    middle = size // 2
+    x[:, :, middle - 3 : middle + 3, middle - 3 : middle + 3] = 0.9
+    return x
+
+
+def test_augment_trains_dsvdd_to_accept_shifted_and_blurred_normal_images():
+    normal = DataLoader(TensorDataset(centred_squares(128, seed=1)), batch_size=32, shuffle=True)
+    test_normal = centred_squares(64, seed=2)
+    corner = test_normal.clone()
+    corner[:, :, 1:4, 1:4] = 0.9  # a second square: anomalous
+    views = robust_view(test_normal, torch.Generator().manual_seed(0))
+    flagged = {}
+    for augment in (False, True):
+        detector = train_detector("dsvdd", normal, epochs=8, augment=augment, progress=False)
+        with torch.no_grad():
+            flagged[augment] = float((detector(views) >= 0.5).float().mean())
+            assert auroc(detector(test_normal), detector(corner)) > 0.9
+    assert flagged[False] > 0.5 and flagged[True] < flagged[False] - 0.3, flagged

@@ -11,6 +11,7 @@ from captum_cfx.metrics import (
     auroc,
     colored_mnist_factors,
     concept_accuracy,
+    digit_factors,
     disentanglement,
     fid,
     fidn,
@@ -115,6 +116,26 @@ def test_an_empty_image_is_not_a_digit_one():
         FixedDigits([1]),
     )
     assert not factors["digit_to_normal"].any()
+
+
+def test_digit_factors_on_constructed_counterfactuals():
+    bar = torch.zeros(1, 28, 28)
+    bar[:, 6:22, 11:17] = 1.0  # a grayscale 'digit'
+    patched = bar.clone()
+    patched[:, 0:4, 0:6] = 1.0  # a bar pasted in a corner
+    inputs = torch.stack([bar, bar, bar, bar])
+    counterfactuals = torch.stack([bar, bar, patched, torch.zeros_like(bar)])
+    # the oracle reads: the normal digit 7, the input's digit 3, 3 again, 7 in an empty image
+    factors = digit_factors(
+        counterfactuals,
+        inputs,
+        digits=torch.tensor([3, 3, 3, 3]),
+        digit_oracle=FixedDigits([7, 3, 3, 7]),
+        normal_digit=7,
+    )
+    assert factors["digit_to_normal"].tolist() == [True, False, False, False]
+    assert factors["digit_kept"].tolist() == [False, True, True, False]
+    assert factors["patch"].tolist() == [False, False, True, False]
 
 
 def test_concept_accuracy_counts_when_r_names_the_right_concept():
