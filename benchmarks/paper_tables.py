@@ -7,8 +7,10 @@ split: normality AuROC (phi on normal test images vs on the counterfactuals of a
 anomalies; 50% is ideal), FIDN (in a domain feature space: a CNN trained on the training
 split's labels, digit for MNIST and digit x colour for Colored-MNIST), validity (on the
 anomalies the detector flags), proximity, concept accuracy (the jointly trained R, and an
-independent post-hoc pair classifier on held-out pairs), and on Colored-MNIST the oracle
-disentanglement per concept. Writes ``benchmarks/results/paper_tables.json``.
+independent post-hoc pair classifier on held-out pairs), on MNIST the digit oracle's reading
+of the counterfactuals (made the normal digit, kept the input's, added ink), and on
+Colored-MNIST the oracle disentanglement per concept.
+Writes ``benchmarks/results/paper_tables.json``.
 
     python benchmarks/paper_tables.py [--classes 0 1 ...] [--detectors bce hsc dsvdd]
         [--datasets mnist colored_mnist] [--steps 1000] [--colored-steps 1200]
