@@ -18,6 +18,7 @@ Writes ``benchmarks/results/paper_tables.json``.
         [--patch-outliers] [--quick] [--figures DIR] [--out FILE]
     python benchmarks/paper_tables.py --merge A.json B.json --out FILE   # join partial runs
     python benchmarks/paper_tables.py --table [--out FILE]              # the RESULTS.md table
+    python benchmarks/paper_tables.py --per-class A.json B.json         # one line per class
 
 ``--merge`` pools rows of the same data set and detector (e.g. other normal classes).
 ``--quick`` (digit 0 only, 150-step fits: a check of the pipeline, not a measurement) ran in
@@ -232,7 +233,8 @@ def oracle_shares(
     cell: Dict, anomalies: LabeledImages, oracle: nn.Module, normal_digit: int
 ) -> Dict[str, float]:
     """The digit oracle on the counterfactuals of the flagged anomalies (all K): the shares
-    it reads as the normal digit, as the input's digit, and with a pasted patch."""
+    it reads as the normal digit and as the input's digit, and with ink added away from the
+    input's strokes."""
     flagged = cell["flagged"]
     cfs = cell["cfs"][flagged]  # (N, K, C, H, W)
     k = cfs.shape[1]
@@ -430,6 +432,27 @@ def markdown_table(rows: List[Dict]) -> str:
     return "\n".join(lines)
 
 
+def per_class_table(rows: List[Dict]) -> str:
+    """The RESULTS.md per-class table of single-class MNIST rows: normality AuROC / validity,
+    then made the normal digit / added ink where the oracle ran (%)."""
+    cells = {
+        (r["normal_classes"][0], r["detector"]): r
+        for r in rows
+        if r["dataset"] == "mnist" and len(r["normal_classes"]) == 1
+    }
+    lines = ["| normal digit | BCE-OE | HSC-OE | DSVDD |", "|---|---|---|---|"]
+    for digit in sorted({digit for digit, _ in cells}):
+        shown = []
+        for name in ("bce", "hsc", "dsvdd"):
+            r = cells.get((digit, name))
+            keys = ("normality_auroc", "validity", "oracle_to_normal", "oracle_patch")
+            values = [] if r is None else [100 * r[key][0] for key in keys if key in r]
+            formats = ("{:.1f}", "{:.1f}", "{:.1f}", "{:.0f}")
+            shown.append(" / ".join(f.format(v) for f, v in zip(formats, values)) or "-")
+        lines.append(f"| {digit} | " + " | ".join(shown) + " |")
+    return "\n".join(lines)
+
+
 def grid_arguments(parser: argparse.ArgumentParser, classes: List[int]) -> None:
     """The options of the detector x data set grid: ``--classes`` (MNIST normal classes,
     default ``classes``), ``--detectors``, ``--datasets``, ``--detector-epochs``,
@@ -479,9 +502,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "paper_tables.json")
     parser.add_argument("--merge", type=Path, nargs="+", help="join these partial runs into --out")
     parser.add_argument("--table", action="store_true", help="print the tables of --out and stop")
+    parser.add_argument(
+        "--per-class", type=Path, nargs="+", help="print the per-class table of these files"
+    )
     args = parser.parse_args()
     if args.table:
         print(markdown_table(json.loads(args.out.read_text())))
+        return
+    if args.per_class:
+        print(
+            per_class_table(
+                [row for path in args.per_class for row in json.loads(path.read_text())]
+            )
+        )
         return
     if args.merge:
         rows = merge_rows([row for path in args.merge for row in json.loads(path.read_text())])

@@ -18,7 +18,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Tuple, Union
+from typing import Dict, Union
 
 import torch
 import torch.nn.functional as F
@@ -202,23 +202,6 @@ def ink_colors(images: Tensor, palette: Tensor) -> Tensor:
     return torch.where(peak[:, 0] > INK_THRESHOLD, nearest, torch.full_like(nearest, -1))
 
 
-def _digit_read(
-    counterfactuals: Tensor, cf_mask: Tensor, digit_oracle: nn.Module, normal_digit: int
-) -> Tuple[Tensor, Tensor]:
-    """The oracle's digit (N,) for each counterfactual, and whether it is the normal digit in
-    an image with at least 20 ink pixels (``cf_mask`` (N, H, W)): an empty image is no digit."""
-    with torch.no_grad():
-        read = digit_oracle(counterfactuals).argmax(1)
-    return read, (read == normal_digit) & (cf_mask.flatten(1).sum(1) >= 20)
-
-
-def _patch(cf_mask: Tensor, x_mask: Tensor) -> Tensor:
-    """At least 10 counterfactual ink pixels outside the input's ink dilated by 2 pixels, (N,)
-    from ink masks (N, H, W): a pasted shortcut, not an explanation."""
-    dilated = F.max_pool2d(x_mask[:, None].float(), 5, stride=1, padding=2)[:, 0] > 0
-    return (cf_mask & ~dilated).flatten(1).sum(1) >= 10
-
-
 def digit_factors(
     counterfactuals: Tensor,
     inputs: Tensor,
@@ -236,15 +219,18 @@ def digit_factors(
 
     Returns:
         Boolean tensors (N,): ``digit_to_normal`` (the oracle reads the normal digit in an
-        image with at least 20 ink pixels), ``digit_kept`` (it reads the input's digit) and
-        ``patch`` (as in :func:`colored_mnist_factors`).
+        image with at least 20 ink pixels: an empty image is no digit), ``digit_kept`` (it
+        reads the input's digit) and ``patch`` (at least 10 ink pixels outside the input's
+        ink dilated by 2 pixels: a pasted mark, or a new stroke a change of digit may need).
     """
-    cf_mask = counterfactuals.amax(1) > INK_THRESHOLD
-    read, to_normal = _digit_read(counterfactuals, cf_mask, digit_oracle, normal_digit)
+    cf_mask, x_mask = counterfactuals.amax(1) > INK_THRESHOLD, inputs.amax(1) > INK_THRESHOLD
+    with torch.no_grad():
+        read = digit_oracle(counterfactuals).argmax(1)
+    dilated = F.max_pool2d(x_mask[:, None].float(), 5, stride=1, padding=2)[:, 0] > 0
     return {
-        "digit_to_normal": to_normal,
+        "digit_to_normal": (read == normal_digit) & (cf_mask.flatten(1).sum(1) >= 20),
         "digit_kept": read == digits,
-        "patch": _patch(cf_mask, inputs.amax(1) > INK_THRESHOLD),
+        "patch": (cf_mask & ~dilated).flatten(1).sum(1) >= 10,
     }
 
 
@@ -268,10 +254,9 @@ def colored_mnist_factors(
     Returns:
         Boolean tensors (N,): ``color_to_normal`` (at least 60% of the ink is the normal
         colour and the ink overlaps the input's with IoU >= 0.5), ``color_kept`` (the ink's
-        majority colour is the input's), ``digit_to_normal`` (the oracle reads the normal
-        digit in an image with at least 20 ink pixels), ``digit_kept`` (the oracle reads the
-        input's digit), ``patch`` (at least 10 ink pixels, of any colour, outside the
-        input's ink dilated by 2 pixels: a pasted shortcut, not an explanation).
+        majority colour is the input's), and :func:`digit_factors`' ``digit_to_normal``,
+        ``digit_kept`` and ``patch`` (ink of any colour: a channel above 0.3, the threshold
+        :func:`ink_colors` uses).
     """
     cf_ink, x_ink = ink_colors(counterfactuals, palette), ink_colors(inputs, palette)
     cf_mask, x_mask = cf_ink >= 0, x_ink >= 0
@@ -280,13 +265,10 @@ def colored_mnist_factors(
     iou = (cf_mask & x_mask).flatten(1).sum(1) / (cf_mask | x_mask).flatten(1).sum(1).clamp_min(1)
     votes = F.one_hot((cf_ink + 1).flatten(1), len(palette) + 1)[..., 1:].sum(1)  # (N, P)
     majority = torch.where(n_ink > 0, votes.argmax(1), torch.full_like(n_ink, -1))
-    read, to_normal = _digit_read(counterfactuals, cf_mask, digit_oracle, normal_digit)
     return {
         "color_to_normal": (share_normal >= 0.6) & (iou >= 0.5),
         "color_kept": majority == colors,
-        "digit_to_normal": to_normal,
-        "digit_kept": read == digits,
-        "patch": _patch(cf_mask, x_mask),
+        **digit_factors(counterfactuals, inputs, digits, digit_oracle, normal_digit),
     }
 
 
