@@ -365,10 +365,11 @@ def _pooled_oracle(group: List[Dict]) -> Dict:
 
 def _setting(row: Dict) -> tuple:
     """What must agree for rows to be pooled (rows from before ``--detector-augment`` and
-    ``--patch-outliers`` were trained without them)."""
+    ``--patch-outliers`` were trained without them; configuration fields added since a row
+    was written take their defaults)."""
     return (
         row["steps"],
-        row["config"],
+        GeneratorConfig.from_dict(row["config"]),
         row.get("detector_augment", False),
         row.get("patch_outliers", False),
     )

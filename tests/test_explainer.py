@@ -171,14 +171,21 @@ def test_a_fixed_seed_gives_the_same_counterfactuals_twice(data):
     )
 
 
-def test_a_short_fit_makes_most_anomalies_normal():
+@pytest.mark.parametrize("conditional_discriminator", [False, True])
+def test_a_short_fit_makes_most_anomalies_normal(conditional_discriminator):
     # The bright square is the only reason for the anomaly, so one concept (K = 2 would make
     # the distinctness hinge push the second concept away from the one good edit).
     normal = bright_square_images(128, False, seed=1)
     anomalous = torch.cat([bright_square_images(4, True, seed=10 + s) for s in range(32)])
     detector = BrightSpot()
     config = GeneratorConfig(
-        widths=(8, 16, 16), cond_dim=16, disc_width=8, concept_width=8, batch_size=16, lr=1e-3
+        widths=(8, 16, 16),
+        cond_dim=16,
+        disc_width=8,
+        concept_width=8,
+        batch_size=16,
+        lr=1e-3,
+        conditional_discriminator=conditional_discriminator,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error", FitWarning)  # most counterfactuals are valid: no warning

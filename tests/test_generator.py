@@ -1,4 +1,4 @@
-"""The generator's two routes and the concepts restricted to one of them."""
+"""The generator's two routes and the concepts restricted to one of them; the discriminator."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from captum_cfx import CounterfactualAnomalyExplainer, GeneratorConfig
-from captum_cfx.generative.networks import Generator
+from captum_cfx.generative.networks import Discriminator, Generator
 
 
 def _perturbed_generator(mask_bias: float) -> Generator:
@@ -54,3 +54,16 @@ def test_routes_are_checked_by_name_and_count():
         explainer.fit(lambda x: x.mean((1, 2, 3)), DataLoader(images, batch_size=4), steps=1)
     config = GeneratorConfig(concept_routes=("global", "local"))
     assert GeneratorConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_a_conditional_discriminator_judges_each_image_with_its_score():
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 28, 28)
+    conditional, plain = Discriminator(3, 8, conditional=True), Discriminator(3, 8)
+    as_normal, as_anomalous = conditional(x, torch.zeros(4)), conditional(x, torch.ones(4))
+    assert as_normal.shape == plain(x).shape == (4, 64)
+    assert (as_normal - as_anomalous).abs().min() > 0  # every patch's verdict uses the score
+    with pytest.raises(ValueError, match="scores"):
+        conditional(x)
+    with pytest.raises(ValueError, match="scores"):
+        plain(x, torch.zeros(4))

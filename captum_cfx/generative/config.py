@@ -21,6 +21,11 @@ class GeneratorConfig:
     ``lambda_cyc`` separate from ``lambda_rec`` (equal by default, as in the paper).
     Reconstruction is an L1 mean on [0, 1] images, so ``lambda_rec = 20`` equals METHOD's 10
     on [-1, 1] images.
+
+    ``conditional_discriminator`` makes D judge (image, phi's score) pairs instead of images
+    alone (:class:`~captum_cfx.generative.networks.Discriminator`): with outlier exposure, the
+    real pairs teach D which images phi calls normal, so a mark that lowers phi without
+    making the image look normal is penalised.
     """
 
     widths: Tuple[int, int, int] = (16, 32, 64)
@@ -28,6 +33,7 @@ class GeneratorConfig:
     global_gain: float = 20.0
     concept_routes: Tuple[str, ...] = ()
     disc_width: int = 32
+    conditional_discriminator: bool = False
     concept_width: int = 32
     concept_pool: int = 4
     lambda_gan: float = 3.0
@@ -99,6 +105,6 @@ def build_networks(
             config.global_gain,
             config.concept_routes,
         ),
-        Discriminator(channels, config.disc_width),
+        Discriminator(channels, config.disc_width, config.conditional_discriminator),
         ConceptClassifier(channels, n_concepts, config.concept_width, config.concept_pool),
     )

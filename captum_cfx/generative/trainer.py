@@ -120,9 +120,15 @@ class CounterfactualTrainer:
         x_tilde = G(x_bar, ss, kk)
         x_rec = G(x, score, concept)
 
-        # 1. GAN, discriminator update.
-        d_real = D(diff_augment(x, self.rng))
-        d_fake = D(diff_augment(x_bar.detach(), self.rng))
+        # 1. GAN, discriminator update. A conditional D judges (image, phi's score) pairs; the
+        # counterfactuals' scores are phi's on the images themselves, as for the real ones.
+        if cfg.conditional_discriminator:
+            with torch.no_grad():
+                score_real, score_bar = score, self.detector(x_bar).float()
+        else:
+            score_real = score_bar = None
+        d_real = D(diff_augment(x, self.rng), score_real)
+        d_fake = D(diff_augment(x_bar.detach(), self.rng), score_bar)
         loss_d = losses.loss_discriminator(d_real, d_fake)
         self._check_finite({"loss_d": loss_d})
         self.opt_d.zero_grad(set_to_none=True)
@@ -134,7 +140,7 @@ class CounterfactualTrainer:
         logit_bar = self.detector.logit(robust_view(x_bar, self.rng, cfg.robust_noise)).float()
         logit_tilde = self.detector.logit(robust_view(x_tilde, self.rng, cfg.robust_noise)).float()
         terms = {
-            "loss_gan": losses.loss_gan(D(diff_augment(x_bar, self.rng))),
+            "loss_gan": losses.loss_gan(D(diff_augment(x_bar, self.rng), score_bar)),
             "loss_phi": losses.loss_phi(logit_bar, aa.clamp_min(self.alpha_floor), logit_tilde, ss),
             "loss_rec": losses.loss_rec(x_rec, x),
             "loss_cyc": losses.loss_cyc(x_tilde, xx),
