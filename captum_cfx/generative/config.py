@@ -23,9 +23,9 @@ class GeneratorConfig:
     on [-1, 1] images.
 
     ``conditional_discriminator`` makes D judge (image, phi's score) pairs instead of images
-    alone (:class:`~captum_cfx.generative.networks.Discriminator`): with outlier exposure, the
-    real pairs teach D which images phi calls normal, so a mark that lowers phi without
-    making the image look normal is penalised.
+    alone (:class:`~captum_cfx.generative.networks.Discriminator`): the real pairs (training
+    images and their scores) teach D what the images phi calls normal look like, so an edit
+    that lowers phi without making the image look like them (a pasted mark) is penalised.
     """
 
     widths: Tuple[int, int, int] = (16, 32, 64)
