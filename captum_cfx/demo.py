@@ -32,7 +32,7 @@ from captum_cfx.visualization import explanation_figure, traversal_strip
 
 logger = logging.getLogger("captum_cfx")
 
-#: Fit budgets: the default demo runs 8.5 minutes in all on 2 CPU cores, --quick under one.
+#: Fit budgets: the default demo runs 8 minutes in all on 2 CPU cores, --quick under one.
 DEMO_STEPS, QUICK_STEPS = 1100, 60
 DEMO_DETECTOR_EPOCHS, QUICK_DETECTOR_EPOCHS = 30, 10
 #: The explainer for Colored-MNIST: concept 0 may only recolour image-wide, concept 1 may
