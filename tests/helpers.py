@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from captum_cfx import GeneratorConfig
+
+#: The smallest networks that train: for tests of plumbing, not of quality.
+TINY = GeneratorConfig(widths=(4, 8, 8), cond_dim=8, disc_width=4, concept_width=4, batch_size=8)
+
 
 def bright_square_images(
     n: int, anomalous: bool, channels: int = 1, size: int = 16, seed: int = 0

@@ -10,14 +10,12 @@ import torch
 from captum.attr import NoiseTunnel
 from captum.attr import visualization as viz
 from captum.metrics import infidelity, sensitivity_max
-from helpers import bright_square_images
+from helpers import TINY, bright_square_images
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from captum_cfx import CounterfactualAnomalyExplainer, FitWarning, GeneratorConfig
 from captum_cfx.visualization import to_hwc
-
-TINY = GeneratorConfig(widths=(4, 8, 8), cond_dim=8, disc_width=4, concept_width=4, batch_size=8)
 
 
 class BrightSpot(nn.Module):
@@ -171,8 +169,10 @@ def test_a_fixed_seed_gives_the_same_counterfactuals_twice(data):
     )
 
 
-@pytest.mark.parametrize("conditional_discriminator", [False, True])
-def test_a_short_fit_makes_most_anomalies_normal(conditional_discriminator):
+@pytest.mark.parametrize(
+    "options", [{}, {"conditional_discriminator": True}, {"calibrate_views": True}]
+)
+def test_a_short_fit_makes_most_anomalies_normal(options):
     # The bright square is the only reason for the anomaly, so one concept (K = 2 would make
     # the distinctness hinge push the second concept away from the one good edit).
     normal = bright_square_images(128, False, seed=1)
@@ -185,7 +185,7 @@ def test_a_short_fit_makes_most_anomalies_normal(conditional_discriminator):
         concept_width=8,
         batch_size=16,
         lr=1e-3,
-        conditional_discriminator=conditional_discriminator,
+        **options,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error", FitWarning)  # most counterfactuals are valid: no warning

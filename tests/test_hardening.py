@@ -8,13 +8,12 @@ import pathlib
 
 import pytest
 import torch
-from helpers import bright_square_images
+from helpers import TINY, bright_square_images
 from torch import nn
 
 import captum_cfx.generative.losses as losses
-from captum_cfx import CounterfactualAnomalyExplainer, GeneratorConfig, NotFittedError
+from captum_cfx import CounterfactualAnomalyExplainer, NotFittedError
 
-TINY = GeneratorConfig(widths=(4, 8, 8), cond_dim=8, disc_width=4, concept_width=4, batch_size=8)
 NORMAL = bright_square_images(32, False, seed=1)
 ANOMALOUS = bright_square_images(4, True, seed=7)
 

@@ -26,6 +26,12 @@ class GeneratorConfig:
     alone (:class:`~captum_cfx.generative.networks.Discriminator`): the real pairs (training
     images and their scores) teach D what the images phi calls normal look like, so an edit
     that lowers phi without making the image look like them (a pasted mark) is penalised.
+
+    ``calibrate_views`` corrects the logits L_phi reads for the robust view: a detector can
+    score the view of an image well above the image itself (blur and noise it never saw), so
+    targets met on the views leave the images themselves scored far below normal. The
+    correction is the running median of that logit gap on the counterfactuals aimed at the
+    floor, capped at the gap on normal images; the edit is still made against the views.
     """
 
     widths: Tuple[int, int, int] = (16, 32, 64)
@@ -34,6 +40,7 @@ class GeneratorConfig:
     concept_routes: Tuple[str, ...] = ()
     disc_width: int = 32
     conditional_discriminator: bool = False
+    calibrate_views: bool = False
     concept_width: int = 32
     concept_pool: int = 4
     lambda_gan: float = 3.0
