@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
-from helpers import TINY
+from helpers import TINY, bright_square_images
 from torch import nn
 
 from captum_cfx import as_detector
@@ -23,22 +23,12 @@ class SquareOrNoise(nn.Module):
         return 20 * (pooled - 0.4) + 200 * noise.mean((1, 2, 3))
 
 
-def _smooth_images(n: int, anomalous: bool, seed: int) -> torch.Tensor:
-    """Flat grey levels in [0, 0.1] (n, 1, 16, 16), with a bright 6x6 square if anomalous."""
-    g = torch.Generator().manual_seed(seed)
-    x = 0.1 * torch.rand(n, 1, 1, 1, generator=g).expand(n, 1, 16, 16).clone()
-    if anomalous:
-        r, c = torch.randint(0, 10, (2,), generator=g).tolist()
-        x[:, :, r : r + 6, c : c + 6] = 0.9
-    return x
-
-
 def _trainer(calibrate_views: bool) -> CounterfactualTrainer:
     config = replace(TINY, calibrate_views=calibrate_views)
-    anomalous = torch.cat([_smooth_images(4, True, seed=10 + s) for s in range(8)])
+    anomalous = torch.cat([bright_square_images(4, True, seed=10 + s, flat=True) for s in range(8)])
     return CounterfactualTrainer(
         as_detector(SquareOrNoise(), calibration="sigmoid"),
-        _smooth_images(64, False, seed=1),
+        bright_square_images(64, False, seed=1, flat=True),
         anomalous,
         1,
         config,
