@@ -517,6 +517,8 @@ def main() -> None:
             )
         )
         return
+    if args.figures:
+        args.figures.mkdir(parents=True, exist_ok=True)  # before the fits, not after them
     if args.merge:
         rows = merge_rows([row for path in args.merge for row in json.loads(path.read_text())])
     else:

@@ -14,10 +14,11 @@ from captum_cfx.generative.networks import Discriminator, Generator
 
 
 def _perturbed_generator(mask_bias: float) -> Generator:
-    """A 3-channel G with routes (global, local, mixed), a random colour transform and the
-    mask pinned near 0 or 1 through its bias."""
+    """A 3-channel G with routes (global, local, mixed, shape), a random colour transform and
+    the mask pinned near 0 or 1 through its bias."""
     torch.manual_seed(0)
-    generator = Generator(3, 3, widths=(4, 8, 8), cond_dim=8, routes=("global", "local", "mixed"))
+    routes = ("global", "local", "mixed", "shape")
+    generator = Generator(3, 4, widths=(4, 8, 8), cond_dim=8, routes=routes)
     nn.init.normal_(generator.to_color[-1].weight, std=0.05)
     nn.init.constant_(generator.to_mask.bias, mask_bias)
     return generator.eval()
@@ -41,6 +42,19 @@ def test_a_local_concept_keeps_the_colours_where_its_mask_is_off():
         mixed = generator(x, torch.zeros(2), torch.full((2,), 2, dtype=torch.long))
     assert torch.allclose(local, x, atol=1e-6)
     assert not torch.allclose(mixed, x, atol=1e-3)
+
+
+def test_a_shape_concept_redraws_in_the_inputs_own_colour():
+    generator = _perturbed_generator(mask_bias=20.0)  # the local image takes every pixel
+    orange = torch.tensor([1.0, 0.5, 0.0])
+    x = torch.rand(2, 1, 16, 16) * orange[:, None, None]  # strokes of one colour on black
+    with torch.no_grad():
+        shape = generator(x, torch.zeros(2), torch.full((2,), 3, dtype=torch.long))
+        local = generator(x, torch.zeros(2), torch.ones(2, dtype=torch.long))
+    assert not torch.allclose(shape, x, atol=1e-3)  # the strokes were redrawn
+    assert torch.allclose(shape[:, 1], 0.5 * shape[:, 0], atol=1e-6)  # still orange
+    assert shape[:, 2].abs().max() < 1e-6
+    assert (local[:, 2] > 0.1).any()  # a plain local concept may paint any colour
 
 
 def test_routes_are_checked_by_name_and_count():

@@ -13,7 +13,9 @@ class GeneratorConfig:
     """Sizes, loss weights and optimiser settings; saved with the explainer as JSON.
 
     ``concept_routes`` restricts each concept to G's global colour route, its local route,
-    or both (``"global"``, ``"local"``, ``"mixed"``, one per concept; empty: all mixed).
+    its local route in the input's own palette, or both (``"global"``, ``"local"``,
+    ``"shape"``, ``"mixed"``, one per concept; empty: all mixed; see
+    :class:`~captum_cfx.generative.networks.Generator`).
 
     Loss weights follow METHOD.md's total
     ``lambda_gan L_G + lambda_phi L_phi + lambda_rec (L_rec + L_cyc) + lambda_con L_con``,

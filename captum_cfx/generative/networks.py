@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 #: The routes a concept can be restricted to; see :class:`Generator`.
-ROUTES = ("mixed", "global", "local")
+ROUTES = ("mixed", "global", "local", "shape")
 
 
 def _groups(width: int) -> int:
@@ -58,9 +58,13 @@ class Generator(nn.Module):
 
     Each concept may be restricted to one route (``routes``): a ``"global"`` concept keeps
     m = 0 (it can only transform colours image-wide), a ``"local"`` concept keeps T the
-    identity (it can only edit locally), a ``"mixed"`` concept uses both. Typed routes are a
-    prior a user can state ("one reason is appearance, the other structure"); they stop the
-    concepts from collapsing onto whichever edit is cheapest.
+    identity (it can only edit locally), a ``"mixed"`` concept uses both. A ``"shape"``
+    concept edits locally in the input's own palette: its L is one intensity map s painted
+    between the input's darkest and brightest value of each channel,
+    L = low(x) + s * (high(x) - low(x)), so on a one-colour image it can redraw the strokes
+    but not change their colour. Typed routes are a prior a user can state ("one reason is
+    appearance, the other structure"); they stop the concepts from collapsing onto whichever
+    edit is cheapest.
 
     Args:
         channels: image channels, 1 or 3.
@@ -70,12 +74,13 @@ class Generator(nn.Module):
         global_gain: multiplies the predicted colour transform; with Adam (whose steps have
             a fixed size per parameter) this makes the global route learn ``global_gain``
             times faster, so it competes with local edits instead of losing to them.
-        routes: one of ``"mixed"``, ``"global"``, ``"local"`` per concept; empty means all
-            ``"mixed"``.
+        routes: one of ``"mixed"``, ``"global"``, ``"local"``, ``"shape"`` per concept;
+            empty means all ``"mixed"``.
     """
 
     uses_local: Tensor
     uses_global: Tensor
+    keeps_palette: Tensor
 
     def __init__(
         self,
@@ -119,7 +124,12 @@ class Generator(nn.Module):
             "uses_local", torch.tensor([r != "global" for r in routes], dtype=torch.float32)
         )
         self.register_buffer(
-            "uses_global", torch.tensor([r != "local" for r in routes], dtype=torch.float32)
+            "uses_global",
+            torch.tensor([r in ("mixed", "global") for r in routes], dtype=torch.float32),
+        )
+        # Derived from the routes, which the config saves: not part of the state dict.
+        self.register_buffer(
+            "keeps_palette", torch.tensor([r == "shape" for r in routes]), persistent=False
         )
 
     def condition(self, alpha: Tensor, concept: Tensor) -> Tensor:
@@ -138,6 +148,9 @@ class Generator(nn.Module):
         d2 = self.dec2(torch.cat([F.interpolate(h3, size=h2.shape[-2:]), h2], 1), cond)
         d1 = self.dec1(torch.cat([F.interpolate(d2, size=h1.shape[-2:]), h1], 1), cond)
         local = (torch.tanh(self.to_local(d1)) + 1) / 2
+        low, high = x.amin((2, 3), keepdim=True), x.amax((2, 3), keepdim=True)
+        painted = low + local.mean(1, keepdim=True) * (high - low)
+        local = torch.where(self.keeps_palette[concept, None, None, None], painted, local)
         mask = torch.sigmoid(self.to_mask(d1)) * self.uses_local[concept, None, None, None]
         stats = torch.cat([h3.mean((2, 3)), cond, x.mean((2, 3)), x.amax((2, 3))], 1)
         color = self.global_gain * self.to_color(stats) * self.uses_global[concept, None]
