@@ -36,12 +36,13 @@ logger = logging.getLogger("captum_cfx")
 DEMO_STEPS, QUICK_STEPS = 1100, 60
 DEMO_DETECTOR_EPOCHS, QUICK_DETECTOR_EPOCHS = 30, 10
 #: The explainer for Colored-MNIST: concept 0 may only recolour image-wide, concept 1 may
-#: only edit locally, so the two explanations cannot collapse onto one edit; a lighter cycle
-#: term and a stronger discriminator let the local concept redraw the digit, and a
-#: discriminator that judges each image with phi's score rejects the pasted marks the
-#: detector was taught to flag (benchmarks/RESULTS.md, issue 3, attempts 9 and 10).
+#: only redraw locally in the input's own colour, so the two explanations cannot collapse
+#: onto one edit; a lighter cycle term and a stronger discriminator let the local concept
+#: redraw the digit, and a discriminator that judges each image with phi's score rejects the
+#: pasted marks the detector was taught to flag (benchmarks/RESULTS.md, issue 3, attempts 9,
+#: 10 and 12).
 COLORED_MNIST_CONFIG = GeneratorConfig(
-    concept_routes=("global", "local"),
+    concept_routes=("global", "shape"),
     lambda_cyc=5.0,
     lambda_gan=5.0,
     conditional_discriminator=True,
