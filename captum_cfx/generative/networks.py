@@ -152,7 +152,7 @@ class Generator(nn.Module):
         painted = low + local.mean(1, keepdim=True) * (high - low)
         local = torch.where(self.keeps_palette[concept, None, None, None], painted, local)
         mask = torch.sigmoid(self.to_mask(d1)) * self.uses_local[concept, None, None, None]
-        stats = torch.cat([h3.mean((2, 3)), cond, x.mean((2, 3)), high.flatten(1)], 1)
+        stats = torch.cat([h3.mean((2, 3)), cond, x.mean((2, 3)), x.amax((2, 3))], 1)
         color = self.global_gain * self.to_color(stats) * self.uses_global[concept, None]
         c = self.channels
         matrix = torch.eye(c, device=x.device, dtype=x.dtype) + color[:, : c * c].view(-1, c, c)
