@@ -28,7 +28,7 @@ from captum_cfx.detectors.adapter import (
 from captum_cfx.detectors.training import resolve_device
 from captum_cfx.generative.augment import robust_view
 from captum_cfx.generative.config import GeneratorConfig, build_networks
-from captum_cfx.generative.trainer import CounterfactualTrainer
+from captum_cfx.generative.trainer import CounterfactualTrainer, random_subset
 from captum_cfx.metrics import validity
 
 FORMAT = "captum_cfx.CounterfactualAnomalyExplainer"
@@ -174,18 +174,19 @@ class CounterfactualAnomalyExplainer(Attribution):
         self, normal: Tensor, outliers: Tensor, noise: float, seed: int
     ) -> None:
         """Warn (:class:`FitWarning`) when most counterfactuals (all K, alpha = 0) of up to
-        256 training outliers that phi flags still score 0.5 or more, with the likely cause:
-        the share of up to 512 ``normal`` images phi flags under L_phi's robust view (with
-        noise level ``noise``), measured only then."""
+        256 random training outliers that phi flags still score 0.5 or more, with the likely
+        cause: the share of up to 512 random ``normal`` images phi flags under L_phi's robust
+        view (with noise level ``noise``), measured only then."""
         phi = self.forward_func
-        sample = outliers[:256]
+        rng = torch.Generator().manual_seed(seed)
+        sample = random_subset(outliers, 256, rng)
         flagged = sample[(score_images(phi, sample) >= 0.5).to(sample.device)]
         if not len(flagged):
             return
         valid = validity(score_images(phi, self.counterfactuals(flagged).flatten(0, 1)))
         if valid >= MIN_VALIDITY:
             return
-        views = robust_view(normal[:512], torch.Generator().manual_seed(seed), noise)
+        views = robust_view(random_subset(normal, 512, rng), rng, noise)
         view_false_alarms = 1 - validity(score_images(phi, views))
         cause = (
             f"phi itself flags {view_false_alarms:.0%} of the normal images after the small "

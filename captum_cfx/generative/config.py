@@ -29,11 +29,11 @@ class GeneratorConfig:
     images and their scores) teach D what the images phi calls normal look like, so an edit
     that lowers phi without making the image look like them (a pasted mark) is penalised.
 
-    ``calibrate_views`` corrects the logits L_phi reads for the robust view: a detector can
-    score the view of an image well above the image itself (blur and noise it never saw), so
-    targets met on the views leave the images themselves scored far below normal. The
-    correction is the running median of that logit gap on the counterfactuals aimed at the
-    floor, capped at the gap on normal images; the edit is still made against the views.
+    ``calibrate_views`` makes L_phi read phi's logit on each image itself while its gradient
+    is still the one through the robust view: a detector can score the view of an image well
+    above the image itself (blur and noise it never saw), so targets met on the views leave
+    the images themselves scored far below normal. With it the images land at their targets,
+    and G still edits only in directions that also move the views' scores.
     """
 
     widths: Tuple[int, int, int] = (16, 32, 64)

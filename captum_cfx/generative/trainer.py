@@ -25,12 +25,23 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from captum_cfx._io import atomic_save
-from captum_cfx.detectors.adapter import AnomalyDetector
+from captum_cfx.detectors.adapter import AnomalyDetector, score_images
 from captum_cfx.generative import losses
 from captum_cfx.generative.augment import diff_augment, robust_view
 from captum_cfx.generative.config import GeneratorConfig, build_networks
 
 CHECKPOINT_NAME = "checkpoint.pt"
+#: At most this many normal images, drawn at random, set phi's floor (their median score).
+FLOOR_SAMPLE = 1024
+
+
+def random_subset(images: Tensor, size: int, rng: torch.Generator) -> Tensor:
+    """Up to ``size`` of the images (M, C, H, W), drawn with ``rng``; all of them, in order,
+    when there are no more. Not the first ones: loaders often come sorted (by class, say),
+    and the first images would stand for one kind of image only."""
+    if len(images) <= size:
+        return images
+    return images[torch.randperm(len(images), generator=rng)[:size]]
 
 
 class CounterfactualTrainer:
@@ -78,15 +89,8 @@ class CounterfactualTrainer:
         # "Normal" means scored like normal data, not below all of it: targets of x_bar are
         # floored at phi's median on normal images, so G is not rewarded for pushing phi
         # further down (a push that only adversarial edits can deliver).
-        with torch.no_grad():
-            self.alpha_floor = float(detector(normal[:512]).float().median())
-        # The view's logit gap on normal images caps the running correction (calibrate_views).
-        self.max_view_gap = 0.0
-        if config.calibrate_views:
-            self.max_view_gap = max(
-                0.0, self._view_gap(normal[:512], torch.Generator().manual_seed(seed))
-            )
-        self.view_gap = 0.0
+        reference = random_subset(normal, FLOOR_SAMPLE, torch.Generator().manual_seed(seed))
+        self.alpha_floor = float(score_images(detector, reference).float().median())
         self.step = 0
         self.history: Dict[str, List[float]] = defaultdict(list)
         self.running_normal = 0.0  # running share of alpha = 0 samples that phi finds normal
@@ -147,7 +151,10 @@ class CounterfactualTrainer:
         logit_bar = self.detector.logit(robust_view(x_bar, self.rng, cfg.robust_noise)).float()
         logit_tilde = self.detector.logit(robust_view(x_tilde, self.rng, cfg.robust_noise)).float()
         if cfg.calibrate_views:
-            logit_bar, logit_tilde = self._calibrated(logit_bar, logit_tilde, x_bar, aa)
+            logit_bar, logit_tilde = (
+                self._calibrated(logit_bar, x_bar),
+                self._calibrated(logit_tilde, x_tilde),
+            )
         terms = {
             "loss_gan": losses.loss_gan(D(diff_augment(x_bar, self.rng), score_bar)),
             "loss_phi": losses.loss_phi(logit_bar, aa.clamp_min(self.alpha_floor), logit_tilde, ss),
@@ -186,25 +193,13 @@ class CounterfactualTrainer:
             self.history[name].append(value)
         return record
 
-    def _calibrated(
-        self, logit_bar: Tensor, logit_tilde: Tensor, x_bar: Tensor, alpha: Tensor
-    ) -> Tuple[Tensor, Tensor]:
-        """The views' logits (2N,) of x_bar and x_tilde less the running view gap, which this
-        step updates from the counterfactuals x_bar (2N, C, H, W) whose target is the floor."""
-        at_floor = alpha <= self.alpha_floor
-        if at_floor.any():
-            with torch.no_grad():
-                raw = self.detector.logit(x_bar[at_floor]).float()
-                gap = float((logit_bar[at_floor] - raw).median())
-            self.view_gap += 0.02 * (gap - self.view_gap)
-            self.view_gap = min(max(self.view_gap, 0.0), self.max_view_gap)
-        return logit_bar - self.view_gap, logit_tilde - self.view_gap
-
-    def _view_gap(self, x: Tensor, rng: torch.Generator) -> float:
-        """Median over images x (N, C, H, W) of phi's logit on the robust view minus on x."""
+    def _calibrated(self, logit_view: Tensor, images: Tensor) -> Tensor:
+        """phi's logits (2N,) on the images (2N, C, H, W) themselves, with the gradient of
+        ``logit_view``, those on their robust views: the loss reads the score a user sees,
+        and G edits in the directions that also move the views' scores."""
         with torch.no_grad():
-            view = robust_view(x, rng, self.config.robust_noise)
-            return float((self.detector.logit(view) - self.detector.logit(x)).median())
+            logit_image = self.detector.logit(images).float()
+        return logit_view + (logit_image - logit_view).detach()
 
     def _check_finite(self, terms: Dict[str, Tensor]) -> None:
         for name, value in terms.items():
@@ -229,7 +224,6 @@ class CounterfactualTrainer:
             "rng": self.rng.get_state(),
             "history": dict(self.history),
             "running_normal": self.running_normal,
-            "view_gap": self.view_gap,
         }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -243,7 +237,6 @@ class CounterfactualTrainer:
         self.step = int(state["step"])
         self.history = defaultdict(list, {k: list(v) for k, v in state["history"].items()})
         self.running_normal = float(state["running_normal"])
-        self.view_gap = float(state.get("view_gap", 0.0))
 
     def _snapshot_if_best(self) -> None:
         if self.best is None or self.running_normal >= self.best["running_normal"]:
