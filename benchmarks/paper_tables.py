@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -316,7 +317,8 @@ def per_detector(config: GeneratorConfig, args) -> Dict[str, GeneratorConfig]:
 
 def merge_rows(rows: List[Dict]) -> List[Dict]:
     """Join rows of the same data set and detector (other normal classes or seeds, same
-    steps and configuration) into one, pooling their mean +- std; others pass through."""
+    steps and configuration) into one, pooling their mean +- std (and Colored-MNIST's oracle
+    tables: :func:`_pooled_disentanglement`); others pass through."""
     groups: Dict[tuple, List[Dict]] = {}
     for row in rows:
         groups.setdefault((row["dataset"], row["detector"]), []).append(row)
@@ -333,8 +335,6 @@ def merge_rows(rows: List[Dict]) -> List[Dict]:
                     "configurations or detector training; re-run them alike, or merge them "
                     "into separate files."
                 )
-            if "disentanglement" in row:
-                raise ValueError(f"{dataset} rows hold one run each; pooling them is not done.")
         merged.append(
             {
                 **first,
@@ -343,8 +343,13 @@ def merge_rows(rows: List[Dict]) -> List[Dict]:
                     for key in SUMMARISED
                 },
                 **_pooled_oracle(group),
+                **_pooled_disentanglement(group),
                 "n_runs": sum(r["n_runs"] for r in group),
-                "normal_classes": [c for r in group for c in r["normal_classes"]],
+                **(
+                    {"normal_classes": [c for r in group for c in r["normal_classes"]]}
+                    if "normal_classes" in first
+                    else {}
+                ),
                 "command": " ; ".join(r["command"] for r in group),
                 "date": max(r["date"] for r in group),
             }
@@ -361,6 +366,19 @@ def _pooled_oracle(group: List[Dict]) -> Dict:
         **{key: pooled_mean_std([(r[key], r["n_runs"]) for r in measured]) for key in ORACLE},
         "oracle_classes": [c for r in measured for c in r["oracle_classes"]],
     }
+
+
+def _pooled_disentanglement(group: List[Dict]) -> Dict:
+    """Colored-MNIST's oracle tables pooled over the runs (seeds) of ``group``: the mean
+    share per concept and outcome, and every run's table in ``disentanglement_runs``."""
+    if "disentanglement" not in group[0]:
+        return {}
+    runs = [t for r in group for t in r.get("disentanglement_runs", [r["disentanglement"]])]
+    mean = {
+        concept: {key: statistics.mean(run[concept][key] for run in runs) for key in table}
+        for concept, table in runs[0].items()
+    }
+    return {"disentanglement": mean, "disentanglement_runs": runs}
 
 
 def _setting(row: Dict) -> tuple:
