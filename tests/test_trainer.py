@@ -41,7 +41,8 @@ def _trainer(calibrate_views: bool, normal: torch.Tensor) -> CounterfactualTrain
 def test_the_floor_is_the_median_of_all_kinds_of_normal_image_in_a_sorted_set():
     # Normal images sorted by brightness, as a loader sorted by class delivers them: the
     # first images alone are the darkest, and their median score is far below the set's.
-    m = FLOOR_SAMPLE + 976
+    m = 2000
+    assert m > FLOOR_SAMPLE  # so the floor is set by a random subset, not by all of them
     levels = torch.linspace(0.25, 0.45, m)  # logits -3 to 1
     normal = levels[:, None, None, None].expand(m, 1, 16, 16).clone()
     trainer = _trainer(False, normal)
@@ -63,5 +64,3 @@ def test_calibrated_logits_read_the_images_and_take_the_views_gradient():
     (grad_calibrated,) = torch.autograd.grad(calibrated.sum(), images, retain_graph=True)
     (grad_view,) = torch.autograd.grad(logit_view.sum(), images)
     torch.testing.assert_close(grad_calibrated, grad_view)
-    for _ in range(3):  # and a calibrated training step runs and records finite losses
-        assert all(torch.isfinite(torch.tensor(v)) for v in trainer.train_step().values())
