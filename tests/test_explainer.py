@@ -170,7 +170,13 @@ def test_a_fixed_seed_gives_the_same_counterfactuals_twice(data):
 
 
 @pytest.mark.parametrize(
-    "options", [{}, {"conditional_discriminator": True}, {"calibrate_views": True}]
+    "options",
+    [
+        {},
+        {"conditional_discriminator": True},
+        {"calibrate_views": True},
+        {"calibrate_views": True, "phi_loss": "logit"},
+    ],
 )
 def test_a_short_fit_makes_most_anomalies_normal(options):
     # The bright square is the only reason for the anomaly, so one concept (K = 2 would make

@@ -1,14 +1,17 @@
-"""CounterfactualTrainer: phi's floor and L_phi's view calibration (``calibrate_views``)."""
+"""CounterfactualTrainer: phi's floor, L_phi's view calibration (``calibrate_views``) and
+L_phi on logits (``phi_loss="logit"``)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 import torch
 from helpers import TINY, bright_square_images
 from torch import nn
 
-from captum_cfx import as_detector
+from captum_cfx import GeneratorConfig, as_detector
+from captum_cfx.generative import losses
 from captum_cfx.generative.augment import robust_view
 from captum_cfx.generative.trainer import FLOOR_SAMPLE, CounterfactualTrainer
 
@@ -24,8 +27,10 @@ class SquareOrNoise(nn.Module):
         return 20 * (pooled - 0.4) + 200 * noise.mean((1, 2, 3))
 
 
-def _trainer(calibrate_views: bool, normal: torch.Tensor) -> CounterfactualTrainer:
-    config = replace(TINY, calibrate_views=calibrate_views)
+def _trainer(
+    calibrate_views: bool, normal: torch.Tensor, phi_loss: str = "bce"
+) -> CounterfactualTrainer:
+    config = replace(TINY, calibrate_views=calibrate_views, phi_loss=phi_loss)
     anomalous = torch.cat([bright_square_images(4, True, seed=10 + s, flat=True) for s in range(8)])
     return CounterfactualTrainer(
         as_detector(SquareOrNoise(), calibration="sigmoid"),
@@ -64,3 +69,48 @@ def test_calibrated_logits_read_the_images_and_take_the_views_gradient():
     (grad_calibrated,) = torch.autograd.grad(calibrated.sum(), images, retain_graph=True)
     (grad_view,) = torch.autograd.grad(logit_view.sum(), images)
     torch.testing.assert_close(grad_calibrated, grad_view)
+
+
+def test_bce_pull_fades_near_a_low_target_and_the_logit_loss_pull_does_not():
+    # A counterfactual x_bar at phi = 0.05, against a target of 0.005 and against one of 0.3.
+    logit_bar = torch.logit(torch.tensor([0.05])).requires_grad_()
+    logit_tilde, score = torch.tensor([2.0]), torch.tensor([0.9])
+    for target, bce_pull in ((0.005, 0.045), (0.3, -0.25)):
+        alpha = torch.tensor([target])
+        (grad_bce,) = torch.autograd.grad(
+            losses.loss_phi(logit_bar, alpha, logit_tilde, score), logit_bar
+        )
+        torch.testing.assert_close(grad_bce, torch.tensor([bce_pull]))  # phi - alpha
+        (grad_logit,) = torch.autograd.grad(
+            losses.loss_phi_logit(logit_bar, torch.logit(alpha), logit_tilde, score), logit_bar
+        )
+        # The logit gaps are 2.35 and -2.10: beyond Huber's beta = 1, the pull is 1 either way.
+        torch.testing.assert_close(grad_logit, torch.tensor([1.0 if bce_pull > 0 else -1.0]))
+
+
+def test_logit_phi_loss_aims_x_bar_at_alpha_floored_and_x_tilde_at_the_inputs_score():
+    normal = bright_square_images(64, False, seed=1, flat=True)
+    trainer = _trainer(False, normal, phi_loss="logit")
+    phi = trainer.detector
+    with torch.no_grad():
+        expected_floor = float(phi.logit(normal).float().median())
+    assert trainer.floor_logit == pytest.approx(expected_floor, abs=1e-5)
+    floor = trainer.floor_logit
+    assert floor > -20  # so alpha = 1e-9 (logit -20.7) is floored too
+    alpha = torch.tensor([0.0, 0.5, 0.9, 0.0, 1e-9, 0.0])
+    targets = torch.tensor([floor, 0.0, 2.1972246, floor, floor, floor])
+    x = bright_square_images(3, True, seed=2, flat=True)
+    with torch.no_grad():
+        logit_tilde, score = phi.logit(torch.cat([x, x])).float(), phi(torch.cat([x, x]))
+    # x_tilde's term is the paper's BCE against the inputs' scores.
+    tilde_term = float(nn.functional.binary_cross_entropy_with_logits(logit_tilde, score))
+    at_targets = float(trainer._loss_phi(alpha, score, targets, logit_tilde))
+    assert at_targets == pytest.approx(tilde_term, abs=1e-6)
+    # Half a logit off on every x_bar: Huber's 0.5 * 0.5**2 = 0.125 more.
+    off = float(trainer._loss_phi(alpha, score, targets + 0.5, logit_tilde))
+    assert off - at_targets == pytest.approx(0.125, abs=1e-5)
+
+
+def test_phi_loss_is_checked_by_name():
+    with pytest.raises(ValueError, match="phi_loss must be one of"):
+        GeneratorConfig(phi_loss="mse")

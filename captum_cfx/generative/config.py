@@ -7,6 +7,9 @@ from typing import Any, Dict, Tuple
 
 from captum_cfx.generative.networks import ROUTES, ConceptClassifier, Discriminator, Generator
 
+#: The forms of L_phi: the paper's BCE on scores, or a Huber loss on logits.
+PHI_LOSSES = ("bce", "logit")
+
 
 @dataclass(frozen=True)
 class GeneratorConfig:
@@ -34,6 +37,11 @@ class GeneratorConfig:
     above the image itself (blur and noise it never saw), so targets met on the views leave
     the images themselves scored far below normal. With it the images land at their targets,
     and G still edits only in directions that also move the views' scores.
+
+    ``phi_loss`` is L_phi's form: ``"bce"``, the paper's BCE on phi's scores, or ``"logit"``,
+    x_bar's term as a Huber loss on phi's logits
+    (:func:`~captum_cfx.generative.losses.loss_phi_logit`), whose pull towards a target does
+    not fade when the target is near 0, as BCE's does.
     """
 
     widths: Tuple[int, int, int] = (16, 32, 64)
@@ -43,6 +51,7 @@ class GeneratorConfig:
     disc_width: int = 32
     conditional_discriminator: bool = False
     calibrate_views: bool = False
+    phi_loss: str = "bce"
     concept_width: int = 32
     concept_pool: int = 4
     lambda_gan: float = 3.0
@@ -67,6 +76,8 @@ class GeneratorConfig:
             raise ValueError(
                 f"concept_routes must be drawn from {ROUTES}, got {self.concept_routes}."
             )
+        if self.phi_loss not in PHI_LOSSES:
+            raise ValueError(f"phi_loss must be one of {PHI_LOSSES}, got {self.phi_loss!r}.")
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be at least 2, got {self.batch_size}.")
         weights = [

@@ -32,6 +32,24 @@ def loss_phi(logit_bar: Tensor, alpha: Tensor, logit_tilde: Tensor, score: Tenso
     ) + F.binary_cross_entropy_with_logits(logit_tilde, score)
 
 
+def loss_phi_logit(
+    logit_bar: Tensor, target_bar: Tensor, logit_tilde: Tensor, score: Tensor
+) -> Tensor:
+    """2. Anomaly score with x_bar's term on phi's logit scale: a Huber loss (``beta = 1``)
+    between phi's logits on x_bar (N,) and the targets' logits (N,), plus the paper's
+    ``BCE(phi(x_tilde), s)``.
+
+    BCE's pull on a logit is ``phi - alpha``, which fades as the target nears 0: a
+    counterfactual at phi = 0.05 aimed at 0.005 is pulled with 0.045. The Huber term pulls
+    with the logit gap, capped at 1, whatever the target. x_tilde keeps BCE: on logits it
+    would demand the input's exact logit back (5.8 rather than 2 for phi = 0.997 rather than
+    0.88), a cost for every round trip that leaves G better off not editing at all.
+    """
+    return F.smooth_l1_loss(logit_bar, target_bar) + F.binary_cross_entropy_with_logits(
+        logit_tilde, score
+    )
+
+
 def loss_rec(x_rec: Tensor, x: Tensor) -> Tensor:
     """3. Reconstruction: ``L_rec = |G(x, s, k) - x|_1`` (mean)."""
     return (x_rec - x).abs().mean()

@@ -91,6 +91,9 @@ class CounterfactualTrainer:
         # further down (a push that only adversarial edits can deliver).
         reference = random_subset(normal, FLOOR_SAMPLE, torch.Generator().manual_seed(seed))
         self.alpha_floor = float(score_images(detector, reference).float().median())
+        # The same floor on phi's logit scale, for L_phi on logits (the median commutes with
+        # the sigmoid); taken from the logits, since a floor score can round to 0.
+        self.floor_logit = float(score_images(detector.logit, reference).float().median())
         self.step = 0
         self.history: Dict[str, List[float]] = defaultdict(list)
         self.running_normal = 0.0  # running share of alpha = 0 samples that phi finds normal
@@ -157,7 +160,7 @@ class CounterfactualTrainer:
             )
         terms = {
             "loss_gan": losses.loss_gan(D(diff_augment(x_bar, self.rng), score_bar)),
-            "loss_phi": losses.loss_phi(logit_bar, aa.clamp_min(self.alpha_floor), logit_tilde, ss),
+            "loss_phi": self._loss_phi(aa, ss, logit_bar, logit_tilde),
             "loss_rec": losses.loss_rec(x_rec, x),
             "loss_cyc": losses.loss_cyc(x_tilde, xx),
             "loss_con": losses.loss_con(
@@ -192,6 +195,16 @@ class CounterfactualTrainer:
         for name, value in record.items():
             self.history[name].append(value)
         return record
+
+    def _loss_phi(
+        self, alpha: Tensor, score: Tensor, logit_bar: Tensor, logit_tilde: Tensor
+    ) -> Tensor:
+        """L_phi in the configured form, for x_bar's targets alpha (2N,), floored at phi's
+        floor, and x_tilde's, the inputs' scores (2N,)."""
+        if self.config.phi_loss == "bce":
+            return losses.loss_phi(logit_bar, alpha.clamp_min(self.alpha_floor), logit_tilde, score)
+        target_bar = torch.logit(alpha).clamp_min(self.floor_logit)  # logit(0) = -inf: the floor
+        return losses.loss_phi_logit(logit_bar, target_bar, logit_tilde, score)
 
     def _calibrated(self, logit_view: Tensor, images: Tensor) -> Tensor:
         """phi's logits (2N,) on the images (2N, C, H, W) themselves, with the gradient of
