@@ -41,7 +41,7 @@ class GeneratorConfig:
     ``phi_loss`` is L_phi's form: ``"bce"``, the paper's BCE on phi's scores, or ``"logit"``,
     x_bar's term as a Huber loss on phi's logits
     (:func:`~captum_cfx.generative.losses.loss_phi_logit`), whose pull towards a target does
-    not fade when the target is near 0, as BCE's does.
+    not fade when the target is near 0, as BCE's does; x_tilde's term stays BCE.
     """
 
     widths: Tuple[int, int, int] = (16, 32, 64)
