@@ -93,7 +93,11 @@ class CounterfactualTrainer:
         self.alpha_floor = float(score_images(detector, reference).float().median())
         # The same floor on phi's logit scale, for L_phi on logits (the median commutes with
         # the sigmoid); taken from the logits, since a floor score can round to 0.
-        self.floor_logit = float(score_images(detector.logit, reference).float().median())
+        self.floor_logit = (
+            float(score_images(detector.logit, reference).float().median())
+            if config.phi_loss == "logit"
+            else None
+        )
         self.step = 0
         self.history: Dict[str, List[float]] = defaultdict(list)
         self.running_normal = 0.0  # running share of alpha = 0 samples that phi finds normal
@@ -203,6 +207,7 @@ class CounterfactualTrainer:
         floor, and x_tilde's, the inputs' scores (2N,)."""
         if self.config.phi_loss == "bce":
             return losses.loss_phi(logit_bar, alpha.clamp_min(self.alpha_floor), logit_tilde, score)
+        assert self.floor_logit is not None  # set for phi_loss="logit"
         target_bar = torch.logit(alpha).clamp_min(self.floor_logit)  # logit(0) = -inf: the floor
         return losses.loss_phi_logit(logit_bar, target_bar, logit_tilde, score)
 
