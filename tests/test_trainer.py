@@ -55,7 +55,7 @@ def test_the_floor_is_the_median_of_all_kinds_of_normal_image_in_a_sorted_set():
     with torch.no_grad():
         middle, first = float(phi(normal).median()), float(phi(normal[:512]).median())
     assert first < middle - 0.1
-    assert abs(trainer.alpha_floor - middle) < 0.04
+    assert abs(trainer.floor - middle) < 0.04
 
 
 def test_calibrated_logits_read_the_images_and_take_the_views_gradient():
@@ -94,8 +94,8 @@ def test_logit_phi_loss_aims_x_bar_at_alpha_floored_and_x_tilde_at_the_inputs_sc
     phi = trainer.detector
     with torch.no_grad():
         expected_floor = float(phi.logit(normal).float().median())
-    assert trainer.floor_logit == pytest.approx(expected_floor, abs=1e-5)
-    floor = trainer.floor_logit
+    assert trainer.floor == pytest.approx(expected_floor, abs=1e-5)
+    floor = trainer.floor
     assert floor > -20  # so alpha = 1e-9 (logit -20.7) is floored too
     alpha = torch.tensor([0.0, 0.5, 0.9, 0.0, 1e-9, 0.0])
     targets = torch.tensor([floor, 0.0, 2.1972246, floor, floor, floor])

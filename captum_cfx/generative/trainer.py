@@ -90,14 +90,10 @@ class CounterfactualTrainer:
         # floored at phi's median on normal images, so G is not rewarded for pushing phi
         # further down (a push that only adversarial edits can deliver).
         reference = random_subset(normal, FLOOR_SAMPLE, torch.Generator().manual_seed(seed))
-        self.alpha_floor = float(score_images(detector, reference).float().median())
-        # The same floor on phi's logit scale, for L_phi on logits (the median commutes with
-        # the sigmoid); taken from the logits, since a floor score can round to 0.
-        self.floor_logit = (
-            float(score_images(detector.logit, reference).float().median())
-            if config.phi_loss == "logit"
-            else None
-        )
+        # The floor is on the scale L_phi compares: phi's median score, or with L_phi on
+        # logits the median logit (taken from the logits, since a floor score can round to 0).
+        phi_scale = detector.logit if config.phi_loss == "logit" else detector
+        self.floor = float(score_images(phi_scale, reference).float().median())
         self.step = 0
         self.history: Dict[str, List[float]] = defaultdict(list)
         self.running_normal = 0.0  # running share of alpha = 0 samples that phi finds normal
@@ -206,9 +202,8 @@ class CounterfactualTrainer:
         """L_phi in the configured form, for x_bar's targets alpha (2N,), floored at phi's
         floor, and x_tilde's, the inputs' scores (2N,)."""
         if self.config.phi_loss == "bce":
-            return losses.loss_phi(logit_bar, alpha.clamp_min(self.alpha_floor), logit_tilde, score)
-        assert self.floor_logit is not None  # set for phi_loss="logit"
-        target_bar = torch.logit(alpha).clamp_min(self.floor_logit)  # logit(0) = -inf: the floor
+            return losses.loss_phi(logit_bar, alpha.clamp_min(self.floor), logit_tilde, score)
+        target_bar = torch.logit(alpha).clamp_min(self.floor)  # logit(0) = -inf: the floor
         return losses.loss_phi_logit(logit_bar, target_bar, logit_tilde, score)
 
     def _calibrated(self, logit_view: Tensor, images: Tensor) -> Tensor:
