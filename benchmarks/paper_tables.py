@@ -140,6 +140,9 @@ def measure(
         "fit_seconds": fit_seconds,
         "detector_auroc": auroc(test.targets, test_scores),
         "normality_auroc": normality_auroc(normal_scores, cf_scores.flatten()),
+        "normality_auroc_by_concept": [
+            normality_auroc(normal_scores, cf_scores[:, k]) for k in range(cf_scores.shape[1])
+        ],
         "fidn": fidn(cfs.flatten(0, 1), anomalies.images, normal.images, features),
         "validity": validity(cf_scores[flagged].flatten()),
         "validity_all": validity(cf_scores.flatten()),
@@ -302,6 +305,9 @@ def colored_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List
                 f"({10 * len(palette)} classes)",
                 "disentanglement": tables,
                 "disentanglement_on": "the test anomalies the detector flags (phi >= 0.5)",
+                "normality_auroc_by_concept": cell["normality_auroc_by_concept"],
+                # x_bar's target at alpha = 0 when training stopped (it moves with floor_feedback)
+                "floor_at_end": cell["explainer"].history_["floor"][-1],
                 "config": configs[name].to_dict(),
                 **stamp,
             }

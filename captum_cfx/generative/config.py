@@ -42,6 +42,14 @@ class GeneratorConfig:
     x_bar's term as a Huber loss on phi's logits
     (:func:`~captum_cfx.generative.losses.loss_phi_logit`), whose pull towards a target does
     not fade when the target is near 0, as BCE's does; x_tilde's term stays BCE.
+
+    ``floor_feedback`` (with ``phi_loss="logit"``; 0 turns it off) lets the floor, x_bar's
+    target at alpha = 0, follow the counterfactuals: after each step it moves down by
+    ``floor_feedback`` times (the share of the flagged inputs' alpha = 0 counterfactuals whose
+    logit is above the normal images' median, minus 1/2), and up when that share is below
+    1/2, within the normal logits' 5th to 95th percentile. The other losses hold
+    counterfactuals a little above any fixed target; with the feedback their median lands on
+    the normal images' median, where a detector can no longer tell them from normal data.
     """
 
     widths: Tuple[int, int, int] = (16, 32, 64)
@@ -52,6 +60,7 @@ class GeneratorConfig:
     conditional_discriminator: bool = False
     calibrate_views: bool = False
     phi_loss: str = "bce"
+    floor_feedback: float = 0.0
     concept_width: int = 32
     concept_pool: int = 4
     lambda_gan: float = 3.0
@@ -78,6 +87,12 @@ class GeneratorConfig:
             )
         if self.phi_loss not in PHI_LOSSES:
             raise ValueError(f"phi_loss must be one of {PHI_LOSSES}, got {self.phi_loss!r}.")
+        if self.floor_feedback < 0:
+            raise ValueError(f"floor_feedback must be nonnegative, got {self.floor_feedback}.")
+        if self.floor_feedback > 0 and self.phi_loss != "logit":
+            raise ValueError(
+                "floor_feedback moves a floor on phi's logit scale; set phi_loss='logit' with it."
+            )
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be at least 2, got {self.batch_size}.")
         weights = [

@@ -93,7 +93,13 @@ class CounterfactualTrainer:
         # The floor is on the scale L_phi compares: phi's median score, or with L_phi on
         # logits the median logit (taken from the logits, since a floor score can round to 0).
         phi_scale = detector.logit if config.phi_loss == "logit" else detector
-        self.floor = float(score_images(phi_scale, reference).float().median())
+        reference_scores = score_images(phi_scale, reference).float()
+        self.normal_median = float(reference_scores.median())
+        # floor_feedback moves the floor within the normal images' 5th-95th percentile.
+        percentiles = torch.tensor([0.05, 0.95], device=reference_scores.device)
+        low, high = reference_scores.quantile(percentiles).tolist()
+        self.floor_range = (low, high)
+        self.floor = self.normal_median
         self.step = 0
         self.history: Dict[str, List[float]] = defaultdict(list)
         self.running_normal = 0.0  # running share of alpha = 0 samples that phi finds normal
@@ -187,9 +193,14 @@ class CounterfactualTrainer:
         if at_zero.any():
             share = float((logit_bar[at_zero] < 0).float().mean())
             self.running_normal += 0.02 * (share - self.running_normal)
+        if cfg.floor_feedback > 0:
+            self._move_floor(logit_bar.detach(), at_zero & (ss >= 0.5))
         record = {name: value.item() for name, value in terms.items()}
         record.update(
-            loss_d=loss_d.item(), loss_total=total.item(), normal_at_zero=self.running_normal
+            loss_d=loss_d.item(),
+            loss_total=total.item(),
+            normal_at_zero=self.running_normal,
+            floor=self.floor,
         )
         self.step += 1
         for name, value in record.items():
@@ -205,6 +216,16 @@ class CounterfactualTrainer:
             return losses.loss_phi(logit_bar, alpha.clamp_min(self.floor), logit_tilde, score)
         target_bar = torch.logit(alpha).clamp_min(self.floor)  # logit(0) = -inf: the floor
         return losses.loss_phi_logit(logit_bar, target_bar, logit_tilde, score)
+
+    def _move_floor(self, logit_bar: Tensor, judged: Tensor) -> None:
+        """``floor_feedback``: move the floor down when more than half of the judged
+        counterfactuals (the alpha = 0 ones of inputs phi flags; ``judged`` masks the (2N,)
+        logits ``logit_bar``) score above the normal images' median, up when fewer do."""
+        if not judged.any():
+            return
+        above = float((logit_bar[judged] > self.normal_median).float().mean())
+        low, high = self.floor_range
+        self.floor = min(max(self.floor - self.config.floor_feedback * (above - 0.5), low), high)
 
     def _calibrated(self, logit_view: Tensor, images: Tensor) -> Tensor:
         """phi's logits (2N,) on the images (2N, C, H, W) themselves, with the gradient of
@@ -237,6 +258,7 @@ class CounterfactualTrainer:
             "rng": self.rng.get_state(),
             "history": dict(self.history),
             "running_normal": self.running_normal,
+            "floor": self.floor,
         }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -250,6 +272,8 @@ class CounterfactualTrainer:
         self.step = int(state["step"])
         self.history = defaultdict(list, {k: list(v) for k, v in state["history"].items()})
         self.running_normal = float(state["running_normal"])
+        # Checkpoints from before floor_feedback have none; their floor never moved.
+        self.floor = float(state.get("floor", self.normal_median))
 
     def _snapshot_if_best(self) -> None:
         if self.best is None or self.running_normal >= self.best["running_normal"]:
