@@ -1,5 +1,5 @@
-"""CounterfactualTrainer: phi's floor, L_phi's view calibration (``calibrate_views``) and
-L_phi on logits (``phi_loss="logit"``)."""
+"""CounterfactualTrainer: phi's floor, L_phi's view calibration (``calibrate_views``),
+L_phi on logits (``phi_loss="logit"``) and the floor's feedback (``floor_feedback``)."""
 
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ class SquareOrNoise(nn.Module):
 
 
 def _trainer(
-    calibrate_views: bool, normal: torch.Tensor, phi_loss: str = "bce"
+    calibrate_views: bool, normal: torch.Tensor, phi_loss: str = "bce", **overrides: float
 ) -> CounterfactualTrainer:
-    config = replace(TINY, calibrate_views=calibrate_views, phi_loss=phi_loss)
+    config = replace(TINY, calibrate_views=calibrate_views, phi_loss=phi_loss, **overrides)
     anomalous = torch.cat([bright_square_images(4, True, seed=10 + s, flat=True) for s in range(8)])
     return CounterfactualTrainer(
         as_detector(SquareOrNoise(), calibration="sigmoid"),
@@ -114,3 +114,64 @@ def test_logit_phi_loss_aims_x_bar_at_alpha_floored_and_x_tilde_at_the_inputs_sc
 def test_phi_loss_is_checked_by_name():
     with pytest.raises(ValueError, match="phi_loss must be one of"):
         GeneratorConfig(phi_loss="mse")
+
+
+def test_floor_feedback_moves_the_floor_by_the_batch_normality_auroc_minus_one_half():
+    normal = bright_square_images(64, False, seed=1, flat=True)
+    trainer = _trainer(False, normal, phi_loss="logit", floor_feedback=0.1)
+    with torch.no_grad():
+        logits = trainer.detector.logit(normal).float()
+    low, high = trainer.floor_range
+    assert (low, high) == pytest.approx(logits.quantile(torch.tensor([0.05, 0.95])).tolist())
+    median = trainer.normal_median
+    assert low < median < high and trainer.floor == median
+    above, below = float(logits.max()) + 1.0, float(logits.min()) - 1.0
+    judged = torch.tensor([True, True, True, True, False, False])
+    # 3 of the 4 judged above every normal image (the unjudged ones do not count): AuROC
+    # 3/4, so down by 0.1 / 4.
+    trainer._move_floor(torch.tensor([above, above, above, below, below, below]), judged)
+    assert trainer.floor == pytest.approx(median - 0.025)
+    # One above all, one below all, two at the median (above half the normal images, at
+    # most): AuROC below 1/2 by the median's own share, so up a little.
+    at_median = torch.tensor([above, below, median, median, above, above])
+    share_at_median = float((logits < median).float().mean())
+    trainer._move_floor(at_median, judged)
+    moved = 0.1 * (0.5 - (1 + 2 * share_at_median) / 4)
+    assert trainer.floor == pytest.approx(median - 0.025 + moved)
+    trainer.floor = median - 0.025
+    # Half above all, half below all: no move; nothing judged: no move.
+    trainer._move_floor(torch.tensor([above, above, below, below, above, above]), judged)
+    trainer._move_floor(torch.tensor([below] * 6), torch.zeros(6, dtype=torch.bool))
+    assert trainer.floor == pytest.approx(median - 0.025)
+    # All judged below, again and again: up by 0.05 per step, held at the 95th percentile.
+    for _ in range(int((high - median) / 0.05) + 5):
+        trainer._move_floor(torch.tensor([below] * 6), judged)
+    assert trainer.floor == pytest.approx(high)
+
+
+def test_floor_feedback_follows_training_and_resumes_from_a_checkpoint():
+    normal = bright_square_images(64, False, seed=1, flat=True)
+    every_zero = {"floor_feedback": 0.05, "alpha_zero_share": 1.0}
+    trainer = _trainer(False, normal, phi_loss="logit", **every_zero)
+    for _ in range(3):
+        trainer.train_step()
+    # An untrained G barely edits: the counterfactuals of the batch's bright squares (all
+    # flagged, all at alpha = 0) score far above the normal median, so the floor went down by
+    # 0.05 / 2 in each step.
+    floors = torch.tensor([trainer.normal_median] + trainer.history["floor"])
+    torch.testing.assert_close(floors.diff(), torch.full((3,), -0.025))
+    assert trainer.history["floor"][-1] == trainer.floor
+    resumed = _trainer(False, normal, phi_loss="logit", **every_zero)
+    resumed.load_state_dict(trainer.state_dict())
+    assert resumed.floor == trainer.floor
+    # Without the feedback the floor stays where it started.
+    fixed = _trainer(False, normal, phi_loss="logit")
+    fixed.train_step()
+    assert fixed.history["floor"] == [fixed.normal_median]
+
+
+def test_floor_feedback_is_checked():
+    with pytest.raises(ValueError, match="floor_feedback must be nonnegative"):
+        GeneratorConfig(phi_loss="logit", floor_feedback=-0.1)
+    with pytest.raises(ValueError, match="set phi_loss='logit'"):
+        GeneratorConfig(floor_feedback=0.02)

@@ -44,12 +44,14 @@ class GeneratorConfig:
     not fade when the target is near 0, as BCE's does; x_tilde's term stays BCE.
 
     ``floor_feedback`` (with ``phi_loss="logit"``; 0 turns it off) lets the floor, x_bar's
-    target at alpha = 0, follow the counterfactuals: after each step it moves down by
-    ``floor_feedback`` times (the share of the flagged inputs' alpha = 0 counterfactuals whose
-    logit is above the normal images' median, minus 1/2), and up when that share is below
-    1/2, within the normal logits' 5th to 95th percentile. The other losses hold
-    counterfactuals a little above any fixed target; with the feedback their median lands on
-    the normal images' median, where a detector can no longer tell them from normal data.
+    target at alpha = 0, follow the counterfactuals: after each step it moves by
+    ``floor_feedback`` times (the batch's normality AuROC minus 1/2), where that AuROC is the
+    share of (counterfactual, normal image) pairs in which the counterfactual scores higher,
+    over the flagged inputs' alpha = 0 counterfactuals and the floor's normal images; down
+    when counterfactuals score above normal, up when below, within the normal logits' 5th to
+    95th percentile. The other losses hold counterfactuals a little above any fixed target;
+    with the feedback phi ranks them, on the training data, neither above nor below normal
+    images.
     """
 
     widths: Tuple[int, int, int] = (16, 32, 64)

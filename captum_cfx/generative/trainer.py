@@ -93,11 +93,11 @@ class CounterfactualTrainer:
         # The floor is on the scale L_phi compares: phi's median score, or with L_phi on
         # logits the median logit (taken from the logits, since a floor score can round to 0).
         phi_scale = detector.logit if config.phi_loss == "logit" else detector
-        reference_scores = score_images(phi_scale, reference).float()
-        self.normal_median = float(reference_scores.median())
+        self.normal_scores = score_images(phi_scale, reference).float()  # (M,)
+        self.normal_median = float(self.normal_scores.median())
         # floor_feedback moves the floor within the normal images' 5th-95th percentile.
-        percentiles = torch.tensor([0.05, 0.95], device=reference_scores.device)
-        low, high = reference_scores.quantile(percentiles).tolist()
+        percentiles = torch.tensor([0.05, 0.95], device=self.normal_scores.device)
+        low, high = self.normal_scores.quantile(percentiles).tolist()
         self.floor_range = (low, high)
         self.floor = self.normal_median
         self.step = 0
@@ -218,12 +218,13 @@ class CounterfactualTrainer:
         return losses.loss_phi_logit(logit_bar, target_bar, logit_tilde, score)
 
     def _move_floor(self, logit_bar: Tensor, judged: Tensor) -> None:
-        """``floor_feedback``: move the floor down when more than half of the judged
-        counterfactuals (the alpha = 0 ones of inputs phi flags; ``judged`` masks the (2N,)
-        logits ``logit_bar``) score above the normal images' median, up when fewer do."""
+        """``floor_feedback``: move the floor by the batch's normality AuROC minus 1/2, the
+        share of (judged counterfactual, normal image) pairs in which the counterfactual
+        scores higher (``judged`` masks the (2N,) logits ``logit_bar``: the alpha = 0
+        counterfactuals of inputs phi flags), down when it is above 1/2, up when below."""
         if not judged.any():
             return
-        above = float((logit_bar[judged] > self.normal_median).float().mean())
+        above = float((logit_bar[judged, None] > self.normal_scores).float().mean())
         low, high = self.floor_range
         self.floor = min(max(self.floor - self.config.floor_feedback * (above - 0.5), low), high)
 
