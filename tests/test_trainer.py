@@ -131,18 +131,17 @@ def test_floor_feedback_moves_the_floor_by_the_batch_normality_auroc_minus_one_h
     # 3/4, so down by 0.1 / 4.
     trainer._move_floor(torch.tensor([above, above, above, below, below, below]), judged)
     assert trainer.floor == pytest.approx(median - 0.025)
-    # One above all, one below all, two at the median (above half the normal images, at
-    # most): AuROC below 1/2 by the median's own share, so up a little.
-    at_median = torch.tensor([above, below, median, median, above, above])
-    share_at_median = float((logits < median).float().mean())
-    trainer._move_floor(at_median, judged)
-    moved = 0.1 * (0.5 - (1 + 2 * share_at_median) / 4)
-    assert trainer.floor == pytest.approx(median - 0.025 + moved)
-    trainer.floor = median - 0.025
+    # The batch AuROC counts pairs, not sides of the median: two judged above every normal
+    # image and two above exactly a quarter of them give (1 + 1 + 1/4 + 1/4) / 4 = 5/8.
+    ranked = logits.sort().values
+    assert ranked.unique().numel() == len(ranked)  # so "above a quarter" is exact
+    quarter = float(ranked[len(ranked) // 4])
+    trainer._move_floor(torch.tensor([above, quarter, above, quarter, below, below]), judged)
+    assert trainer.floor == pytest.approx(median - 0.025 - 0.1 / 8)
     # Half above all, half below all: no move; nothing judged: no move.
     trainer._move_floor(torch.tensor([above, above, below, below, above, above]), judged)
     trainer._move_floor(torch.tensor([below] * 6), torch.zeros(6, dtype=torch.bool))
-    assert trainer.floor == pytest.approx(median - 0.025)
+    assert trainer.floor == pytest.approx(median - 0.025 - 0.1 / 8)
     # All judged below, again and again: up by 0.05 per step, held at the 95th percentile.
     for _ in range(int((high - median) / 0.05) + 5):
         trainer._move_floor(torch.tensor([below] * 6), judged)
