@@ -163,6 +163,10 @@ def test_floor_feedback_follows_training_and_resumes_from_a_checkpoint():
     resumed = _trainer(False, normal, phi_loss="logit", **every_zero)
     resumed.load_state_dict(trainer.state_dict())
     assert resumed.floor == trainer.floor
+    # A checkpoint written before floor_feedback existed carries no floor: it never moved.
+    older = {k: v for k, v in trainer.state_dict().items() if k != "floor"}
+    resumed.load_state_dict(older)
+    assert resumed.floor == resumed.normal_median != trainer.floor
     # Without the feedback the floor stays where it started.
     fixed = _trainer(False, normal, phi_loss="logit")
     fixed.train_step()
