@@ -15,7 +15,7 @@ Writes ``benchmarks/results/paper_tables.json``.
     python benchmarks/paper_tables.py [--classes 0 1 ...] [--detectors bce hsc dsvdd]
         [--datasets mnist colored_mnist] [--steps 1000] [--colored-steps 1200]
         [--colored-config JSON] [--detector-config JSON] [--detector-augment]
-        [--patch-outliers] [--quick] [--figures DIR] [--out FILE]
+        [--patch-outliers] [--quick] [--figures DIR] [--explainers DIR] [--out FILE]
     python benchmarks/paper_tables.py --merge A.json B.json --out FILE   # join partial runs
     python benchmarks/paper_tables.py --table [--out FILE]              # the RESULTS.md table
     python benchmarks/paper_tables.py --per-class A.json B.json         # one line per class
@@ -93,6 +93,13 @@ SUMMARISED = (
     "detector_auroc",
     "train_seconds",
 )
+#: The training batches' normality AuROC (``history_["normality_auroc"]``) is averaged over
+#: this many last steps.
+BATCH_AUROC_WINDOW = 250
+#: Where the normality AuROC moves between training and test data (Colored-MNIST rows): the
+#: training batches' at the end of the fit, the training split's, and the detector's test
+#: normal images against its training normal images.
+DIAGNOSTICS = ("normality_auroc_batches_at_end", "normality_auroc_train", "normal_shift_auroc")
 #: The digit oracle's reading of the counterfactuals (all K) of the flagged test anomalies
 #: on MNIST (``captum_cfx.metrics.digit_factors``); rows from before it was added lack them.
 ORACLE = ("oracle_to_normal", "oracle_kept", "oracle_patch")
@@ -107,9 +114,11 @@ def measure(
     steps: int,
     seed: int,
     figure: Optional[Path] = None,
+    save_to: Optional[Path] = None,
 ) -> Dict:
     """Fit the explainer for a trained detector and measure it on the test split; with
-    ``figure``, save there the counterfactuals of six flagged test anomalies."""
+    ``figure``, save there the counterfactuals of six flagged test anomalies; with
+    ``save_to``, save the fitted explainer (weights and training history) in that folder."""
     start = time.perf_counter()
     explainer = CounterfactualAnomalyExplainer(n_concepts=2, config=config)
     explainer.fit(
@@ -121,12 +130,20 @@ def measure(
         progress=False,
     )
     fit_seconds = time.perf_counter() - start
+    if save_to is not None:
+        explainer.save(save_to)
     anomalies, normal = test.anomalous(), test.normal()
     test_scores = score_images(detector, test.images)
     normal_scores, anomaly_scores = test_scores[test.targets == 0], test_scores[test.targets == 1]
     flagged = anomaly_scores >= 0.5
     cfs = explainer.counterfactuals(anomalies.images, internal_batch_size=256)  # (N, K, C, H, W)
     cf_scores = score_images(detector, cfs.flatten(0, 1)).view(len(anomalies), -1)
+    # The same AuROC on the training split, and the detector's own train-to-test shift on
+    # normal images: where a counterfactual set normal on the training data lands on test data.
+    train_normal_scores = score_images(detector, train.normal().images)
+    train_cfs = explainer.counterfactuals(train.anomalous().images, internal_batch_size=256)
+    train_cf_scores = score_images(detector, train_cfs.flatten(0, 1))
+    batch_aurocs = torch.tensor(explainer.history_["normality_auroc"][-BATCH_AUROC_WINDOW:])
     if figure is not None:
         shown = flagged.nonzero()[:, 0]
         shown = shown[torch.linspace(0, len(shown) - 1, 6).long()]
@@ -140,6 +157,9 @@ def measure(
         "fit_seconds": fit_seconds,
         "detector_auroc": auroc(test.targets, test_scores),
         "normality_auroc": normality_auroc(normal_scores, cf_scores.flatten()),
+        "normality_auroc_train": normality_auroc(train_normal_scores, train_cf_scores),
+        "normality_auroc_batches_at_end": float(batch_aurocs.nanmean()),
+        "normal_shift_auroc": normality_auroc(train_normal_scores, normal_scores),
         "normality_auroc_by_concept": [
             normality_auroc(normal_scores, cf_scores[:, k]) for k in range(cf_scores.shape[1])
         ],
@@ -209,6 +229,7 @@ def mnist_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List[D
                 args.steps,
                 args.seed,
                 args.figures and args.figures / f"mnist_{name}_digit{digit}.png",
+                args.explainers and args.explainers / f"mnist_{name}_digit{digit}",
             )
             cell["train_seconds"] = detector_seconds + cell["fit_seconds"]
             cell.update(oracle_shares(cell, c_test.anomalous(), oracle, digit))
@@ -278,6 +299,7 @@ def colored_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List
             args.colored_steps,
             args.seed,
             args.figures and args.figures / f"colored_mnist_{name}.png",
+            args.explainers and args.explainers / f"colored_mnist_{name}",
         )
         cell["train_seconds"] = detector_seconds + cell["fit_seconds"]
         anomalies, flagged = test.anomalous(), cell["flagged"]
@@ -306,6 +328,7 @@ def colored_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List
                 "disentanglement": tables,
                 "disentanglement_on": "the test anomalies the detector flags (phi >= 0.5)",
                 "normality_auroc_by_concept": cell["normality_auroc_by_concept"],
+                **{key: cell[key] for key in DIAGNOSTICS},
                 # x_bar's target at alpha = 0 when training stopped (it moves with floor_feedback)
                 "floor_at_end": cell["explainer"].history_["floor"][-1],
                 "config": configs[name].to_dict(),
@@ -524,6 +547,7 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="digit 0, short fits")
     parser.add_argument("--figures", type=Path, help="save each cell's counterfactuals here")
+    parser.add_argument("--explainers", type=Path, help="save each cell's fitted explainer here")
     parser.add_argument("--out", type=Path, default=RESULTS / "paper_tables.json")
     parser.add_argument("--merge", type=Path, nargs="+", help="join these partial runs into --out")
     parser.add_argument("--table", action="store_true", help="print the tables of --out and stop")

@@ -116,6 +116,26 @@ def test_phi_loss_is_checked_by_name():
         GeneratorConfig(phi_loss="mse")
 
 
+def test_the_batch_normality_auroc_ranks_judged_counterfactuals_against_the_normal_images():
+    normal = bright_square_images(64, False, seed=1, flat=True)
+    trainer = _trainer(False, normal, phi_loss="logit")
+    with torch.no_grad():
+        logits = trainer.detector.logit(normal).float()
+    above, below = float(logits.max()) + 1.0, float(logits.min()) - 1.0
+    judged = torch.tensor([True, True, True, True, False, False])
+    # 3 of the 4 judged above every normal image (the unjudged ones do not count): 3/4.
+    batch = torch.tensor([above, above, above, below, below, below])
+    assert trainer._batch_normality_auroc(batch, judged) == pytest.approx(0.75)
+    # It counts pairs, not sides of the median: two judged above every normal image and two
+    # above exactly a quarter of them give (1 + 1 + 1/4 + 1/4) / 4 = 5/8.
+    ranked = logits.sort().values
+    assert ranked.unique().numel() == len(ranked)  # so "above a quarter" is exact
+    quarter = float(ranked[len(ranked) // 4 - 1 : len(ranked) // 4 + 1].mean())
+    batch = torch.tensor([above, quarter, above, quarter, below, below])
+    assert trainer._batch_normality_auroc(batch, judged) == pytest.approx(5 / 8)
+    assert trainer._batch_normality_auroc(batch, torch.zeros(6, dtype=torch.bool)) is None
+
+
 def test_floor_feedback_moves_the_floor_by_the_batch_normality_auroc_minus_one_half():
     normal = bright_square_images(64, False, seed=1, flat=True)
     trainer = _trainer(False, normal, phi_loss="logit", floor_feedback=0.1)
@@ -125,27 +145,22 @@ def test_floor_feedback_moves_the_floor_by_the_batch_normality_auroc_minus_one_h
     assert (low, high) == pytest.approx(logits.quantile(torch.tensor([0.05, 0.95])).tolist())
     median = trainer.normal_median
     assert low < median < high and trainer.floor == median
-    above, below = float(logits.max()) + 1.0, float(logits.min()) - 1.0
-    judged = torch.tensor([True, True, True, True, False, False])
-    # 3 of the 4 judged above every normal image (the unjudged ones do not count): AuROC
-    # 3/4, so down by 0.1 / 4.
-    trainer._move_floor(torch.tensor([above, above, above, below, below, below]), judged)
+    trainer._move_floor(0.75)  # counterfactuals above normal: down by 0.1 / 4
     assert trainer.floor == pytest.approx(median - 0.025)
-    # The batch AuROC counts pairs, not sides of the median: two judged above every normal
-    # image and two above exactly a quarter of them give (1 + 1 + 1/4 + 1/4) / 4 = 5/8.
-    ranked = logits.sort().values
-    assert ranked.unique().numel() == len(ranked)  # so "above a quarter" is exact
-    quarter = float(ranked[len(ranked) // 4])
-    trainer._move_floor(torch.tensor([above, quarter, above, quarter, below, below]), judged)
-    assert trainer.floor == pytest.approx(median - 0.025 - 0.1 / 8)
-    # Half above all, half below all: no move; nothing judged: no move.
-    trainer._move_floor(torch.tensor([above, above, below, below, above, above]), judged)
-    trainer._move_floor(torch.tensor([below] * 6), torch.zeros(6, dtype=torch.bool))
-    assert trainer.floor == pytest.approx(median - 0.025 - 0.1 / 8)
-    # All judged below, again and again: up by 0.05 per step, held at the 95th percentile.
+    trainer._move_floor(0.5)
+    assert trainer.floor == pytest.approx(median - 0.025)
+    # All below, again and again: up by 0.05 per step, held at the 95th percentile.
     for _ in range(int((high - median) / 0.05) + 5):
-        trainer._move_floor(torch.tensor([below] * 6), judged)
+        trainer._move_floor(0.0)
     assert trainer.floor == pytest.approx(high)
+    # With floor_feedback_decay = 100 the gain at step 300 is 0.1 / (1 + 3).
+    decaying = _trainer(
+        False, normal, phi_loss="logit", floor_feedback=0.1, floor_feedback_decay=100
+    )
+    decaying._move_floor(0.75)
+    decaying.step = 300
+    decaying._move_floor(0.75)
+    assert decaying.floor == pytest.approx(median - 0.025 - 0.025 / 4)
 
 
 def test_floor_feedback_follows_training_and_resumes_from_a_checkpoint():
@@ -160,6 +175,7 @@ def test_floor_feedback_follows_training_and_resumes_from_a_checkpoint():
     floors = torch.tensor([trainer.normal_median] + trainer.history["floor"])
     torch.testing.assert_close(floors.diff(), torch.full((3,), -0.025))
     assert trainer.history["floor"][-1] == trainer.floor
+    assert trainer.history["normality_auroc"] == [1.0, 1.0, 1.0]
     resumed = _trainer(False, normal, phi_loss="logit", **every_zero)
     resumed.load_state_dict(trainer.state_dict())
     assert resumed.floor == trainer.floor
@@ -176,5 +192,7 @@ def test_floor_feedback_follows_training_and_resumes_from_a_checkpoint():
 def test_floor_feedback_is_checked():
     with pytest.raises(ValueError, match="floor_feedback must be nonnegative"):
         GeneratorConfig(phi_loss="logit", floor_feedback=-0.1)
+    with pytest.raises(ValueError, match="floor_feedback_decay must be nonnegative"):
+        GeneratorConfig(phi_loss="logit", floor_feedback=0.1, floor_feedback_decay=-1)
     with pytest.raises(ValueError, match="set phi_loss='logit'"):
         GeneratorConfig(floor_feedback=0.02)

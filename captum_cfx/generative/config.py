@@ -51,7 +51,9 @@ class GeneratorConfig:
     when counterfactuals score above normal, up when below, within the normal logits' 5th to
     95th percentile. The other losses hold counterfactuals a little above any fixed target;
     with the feedback phi ranks them, on the training data, neither above nor below normal
-    images.
+    images. ``floor_feedback_decay`` (in steps; 0 keeps the gain constant) lets the gain fall
+    as ``floor_feedback / (1 + step / floor_feedback_decay)``, so that the floor settles
+    instead of chasing each batch to the end of training.
     """
 
     widths: Tuple[int, int, int] = (16, 32, 64)
@@ -63,6 +65,7 @@ class GeneratorConfig:
     calibrate_views: bool = False
     phi_loss: str = "bce"
     floor_feedback: float = 0.0
+    floor_feedback_decay: float = 0.0
     concept_width: int = 32
     concept_pool: int = 4
     lambda_gan: float = 3.0
@@ -91,6 +94,10 @@ class GeneratorConfig:
             raise ValueError(f"phi_loss must be one of {PHI_LOSSES}, got {self.phi_loss!r}.")
         if self.floor_feedback < 0:
             raise ValueError(f"floor_feedback must be nonnegative, got {self.floor_feedback}.")
+        if self.floor_feedback_decay < 0:
+            raise ValueError(
+                f"floor_feedback_decay must be nonnegative, got {self.floor_feedback_decay}."
+            )
         if self.floor_feedback > 0 and self.phi_loss != "logit":
             raise ValueError(
                 "floor_feedback moves a floor on phi's logit scale; set phi_loss='logit' with it."

@@ -15,6 +15,7 @@ to exactly the weights an uninterrupted run ends with on the CPU.
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -29,6 +30,7 @@ from captum_cfx.detectors.adapter import AnomalyDetector, score_images
 from captum_cfx.generative import losses
 from captum_cfx.generative.augment import diff_augment, robust_view
 from captum_cfx.generative.config import GeneratorConfig, build_networks
+from captum_cfx.metrics import normality_auroc
 
 CHECKPOINT_NAME = "checkpoint.pt"
 #: At most this many normal images, drawn at random, set phi's floor (their median score).
@@ -193,13 +195,15 @@ class CounterfactualTrainer:
         if at_zero.any():
             share = float((logit_bar[at_zero] < 0).float().mean())
             self.running_normal += 0.02 * (share - self.running_normal)
-        if cfg.floor_feedback > 0:
-            self._move_floor(logit_bar.detach(), at_zero & (ss >= 0.5))
+        batch_auroc = self._batch_normality_auroc(logit_bar.detach(), at_zero & (ss >= 0.5))
+        if cfg.floor_feedback > 0 and batch_auroc is not None:
+            self._move_floor(batch_auroc)
         record = {name: value.item() for name, value in terms.items()}
         record.update(
             loss_d=loss_d.item(),
             loss_total=total.item(),
             normal_at_zero=self.running_normal,
+            normality_auroc=math.nan if batch_auroc is None else batch_auroc,
             floor=self.floor,
         )
         self.step += 1
@@ -217,16 +221,27 @@ class CounterfactualTrainer:
         target_bar = torch.logit(alpha).clamp_min(self.floor)  # logit(0) = -inf: the floor
         return losses.loss_phi_logit(logit_bar, target_bar, logit_tilde, score)
 
-    def _move_floor(self, logit_bar: Tensor, judged: Tensor) -> None:
-        """``floor_feedback``: move the floor by the batch's normality AuROC minus 1/2, the
-        share of (judged counterfactual, normal image) pairs in which the counterfactual
-        scores higher (``judged`` masks the (2N,) logits ``logit_bar``: the alpha = 0
-        counterfactuals of inputs phi flags), down when it is above 1/2, up when below."""
+    def _batch_normality_auroc(self, logit_bar: Tensor, judged: Tensor) -> Optional[float]:
+        """The batch's normality AuROC on the training data: the share of (judged
+        counterfactual, normal image) pairs in which the counterfactual scores higher
+        (ties half; ``judged`` masks the (2N,) logits ``logit_bar``: the alpha = 0
+        counterfactuals of inputs phi flags; the normal images are the floor's). None when
+        nothing is judged."""
         if not judged.any():
-            return
-        above = float((logit_bar[judged, None] > self.normal_scores).float().mean())
+            return None
+        return normality_auroc(self.normal_scores, logit_bar[judged])
+
+    def _move_floor(self, batch_auroc: float) -> None:
+        """``floor_feedback``: move the floor by the gain times (the batch's normality AuROC
+        minus 1/2), down when counterfactuals score above normal images, up when below,
+        within the floor range; with ``floor_feedback_decay`` the gain falls with the steps."""
+        cfg = self.config
+        gain = cfg.floor_feedback
+        if cfg.floor_feedback_decay > 0:
+            gain /= 1 + self.step / cfg.floor_feedback_decay
         low, high = self.floor_range
-        self.floor = min(max(self.floor - self.config.floor_feedback * (above - 0.5), low), high)
+        step = gain * (batch_auroc - 0.5)
+        self.floor = min(max(self.floor - step, low), high)
 
     def _calibrated(self, logit_view: Tensor, images: Tensor) -> Tensor:
         """phi's logits (2N,) on the images (2N, C, H, W) themselves, with the gradient of
