@@ -75,8 +75,11 @@ class CounterfactualAnomalyExplainer(Attribution):
 
     After ``fit`` or ``load``, ``forward_func`` is phi, the wrapped detector (None after a
     ``load`` without one); ``generator_`` and ``concept_classifier_`` are the trained G and
-    R; ``history_`` maps every loss to its value per training step; ``n_concepts_`` is K and
-    ``input_shape_`` the fitted (C, H, W).
+    R; ``history_`` maps every loss to its value per training step, and also
+    ``normal_at_zero`` (the running share of alpha = 0 counterfactuals phi finds normal),
+    ``normality_auroc`` (the batch's flagged inputs' alpha = 0 counterfactuals ranked against
+    normal training images; NaN in a step without any) and ``floor`` (x_bar's target at
+    alpha = 0); ``n_concepts_`` is K and ``input_shape_`` the fitted (C, H, W).
     """
 
     def __init__(
