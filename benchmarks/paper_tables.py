@@ -143,7 +143,8 @@ def measure(
     train_normal_scores = score_images(detector, train.normal().images)
     train_cfs = explainer.counterfactuals(train.anomalous().images, internal_batch_size=256)
     train_cf_scores = score_images(detector, train_cfs.flatten(0, 1))
-    batch_aurocs = torch.tensor(explainer.history_["normality_auroc"][-BATCH_AUROC_WINDOW:])
+    window = explainer.history_["normality_auroc"][-BATCH_AUROC_WINDOW:]
+    batch_aurocs = torch.tensor([value for value in window if value is not None])
     if figure is not None:
         shown = flagged.nonzero()[:, 0]
         shown = shown[torch.linspace(0, len(shown) - 1, 6).long()]
@@ -158,7 +159,7 @@ def measure(
         "detector_auroc": auroc(test.targets, test_scores),
         "normality_auroc": normality_auroc(normal_scores, cf_scores.flatten()),
         "normality_auroc_train": normality_auroc(train_normal_scores, train_cf_scores),
-        "normality_auroc_batches_at_end": float(batch_aurocs.nanmean()),
+        "normality_auroc_batches_at_end": float(batch_aurocs.mean()),
         "normal_shift_auroc": normality_auroc(train_normal_scores, normal_scores),
         "normality_auroc_by_concept": [
             normality_auroc(normal_scores, cf_scores[:, k]) for k in range(cf_scores.shape[1])

@@ -78,7 +78,7 @@ class CounterfactualAnomalyExplainer(Attribution):
     R; ``history_`` maps every loss to its value per training step, and also
     ``normal_at_zero`` (the running share of alpha = 0 counterfactuals phi finds normal),
     ``normality_auroc`` (the batch's flagged inputs' alpha = 0 counterfactuals ranked against
-    normal training images; NaN in a step without any) and ``floor`` (x_bar's target at
+    normal training images; None in a step without any) and ``floor`` (x_bar's target at
     alpha = 0); ``n_concepts_`` is K and ``input_shape_`` the fitted (C, H, W).
     """
 

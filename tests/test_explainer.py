@@ -196,7 +196,7 @@ def test_a_short_fit_makes_most_anomalies_normal(options):
     with warnings.catch_warnings():
         warnings.simplefilter("error", FitWarning)  # most counterfactuals are valid: no warning
         explainer = CounterfactualAnomalyExplainer(n_concepts=1, config=config).fit(
-            detector, [normal], outlier_loader=[anomalous], steps=150, progress=False
+            detector, [normal], outlier_loader=[anomalous], steps=300, progress=False
         )
     test = torch.cat([bright_square_images(4, True, seed=500 + s) for s in range(8)])
     with torch.no_grad():

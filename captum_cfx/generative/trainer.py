@@ -15,7 +15,6 @@ to exactly the weights an uninterrupted run ends with on the CPU.
 from __future__ import annotations
 
 import copy
-import math
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -103,7 +102,7 @@ class CounterfactualTrainer:
         self.floor_range = (low, high)
         self.floor = self.normal_median
         self.step = 0
-        self.history: Dict[str, List[float]] = defaultdict(list)
+        self.history: Dict[str, List[Optional[float]]] = defaultdict(list)
         self.running_normal = 0.0  # running share of alpha = 0 samples that phi finds normal
         self.best: Optional[Dict[str, Any]] = None
 
@@ -128,7 +127,7 @@ class CounterfactualTrainer:
         ) % self.n_concepts
         return alpha.to(self.device), concept.to(self.device), other.to(self.device)
 
-    def train_step(self) -> Dict[str, float]:
+    def train_step(self) -> Dict[str, Optional[float]]:
         """One update of D, then of G and R; returns every loss as a float."""
         cfg, G, D, R = self.config, self.generator, self.discriminator, self.concept_classifier
         x = self.sample_batch()
@@ -198,12 +197,12 @@ class CounterfactualTrainer:
         batch_auroc = self._batch_normality_auroc(logit_bar.detach(), at_zero & (ss >= 0.5))
         if cfg.floor_feedback > 0 and batch_auroc is not None:
             self._move_floor(batch_auroc)
-        record = {name: value.item() for name, value in terms.items()}
+        record: Dict[str, Optional[float]] = {name: value.item() for name, value in terms.items()}
         record.update(
             loss_d=loss_d.item(),
             loss_total=total.item(),
             normal_at_zero=self.running_normal,
-            normality_auroc=math.nan if batch_auroc is None else batch_auroc,
+            normality_auroc=batch_auroc,
             floor=self.floor,
         )
         self.step += 1
