@@ -37,7 +37,7 @@ from typing import Dict, List, Optional
 
 import torch
 from provenance import mean_std, pooled_mean_std, provenance, write_json
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from captum_cfx import CounterfactualAnomalyExplainer, GeneratorConfig, train_detector
@@ -96,10 +96,6 @@ SUMMARISED = (
 #: The training batches' normality AuROC (``history_["normality_auroc"]``) is averaged over
 #: this many last steps.
 BATCH_AUROC_WINDOW = 250
-#: Where the normality AuROC moves between training and test data (Colored-MNIST rows): the
-#: training batches' at the end of the fit, the training split's, and the detector's test
-#: normal images against its training normal images.
-DIAGNOSTICS = ("normality_auroc_batches_at_end", "normality_auroc_train", "normal_shift_auroc")
 #: The digit oracle's reading of the counterfactuals (all K) of the flagged test anomalies
 #: on MNIST (``captum_cfx.metrics.digit_factors``); rows from before it was added lack them.
 ORACLE = ("oracle_to_normal", "oracle_kept", "oracle_patch")
@@ -138,13 +134,6 @@ def measure(
     flagged = anomaly_scores >= 0.5
     cfs = explainer.counterfactuals(anomalies.images, internal_batch_size=256)  # (N, K, C, H, W)
     cf_scores = score_images(detector, cfs.flatten(0, 1)).view(len(anomalies), -1)
-    # The same AuROC on the training split, and the detector's own train-to-test shift on
-    # normal images: where a counterfactual set normal on the training data lands on test data.
-    train_normal_scores = score_images(detector, train.normal().images)
-    train_cfs = explainer.counterfactuals(train.anomalous().images, internal_batch_size=256)
-    train_cf_scores = score_images(detector, train_cfs.flatten(0, 1))
-    window = explainer.history_["normality_auroc"][-BATCH_AUROC_WINDOW:]
-    batch_aurocs = torch.tensor([value for value in window if value is not None])
     if figure is not None:
         shown = flagged.nonzero()[:, 0]
         shown = shown[torch.linspace(0, len(shown) - 1, 6).long()]
@@ -154,13 +143,11 @@ def measure(
     return {
         "explainer": explainer,
         "cfs": cfs,
+        "test_scores": test_scores,
         "flagged": flagged,
         "fit_seconds": fit_seconds,
         "detector_auroc": auroc(test.targets, test_scores),
         "normality_auroc": normality_auroc(normal_scores, cf_scores.flatten()),
-        "normality_auroc_train": normality_auroc(train_normal_scores, train_cf_scores),
-        "normality_auroc_batches_at_end": float(batch_aurocs.mean()),
-        "normal_shift_auroc": normality_auroc(train_normal_scores, normal_scores),
         "normality_auroc_by_concept": [
             normality_auroc(normal_scores, cf_scores[:, k]) for k in range(cf_scores.shape[1])
         ],
@@ -329,10 +316,10 @@ def colored_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List
                 "disentanglement": tables,
                 "disentanglement_on": "the test anomalies the detector flags (phi >= 0.5)",
                 "normality_auroc_by_concept": cell["normality_auroc_by_concept"],
-                **{key: cell[key] for key in DIAGNOSTICS},
+                **training_diagnostics(cell, detector, train, test),
                 # What counterfactuals exactly like each normal mode would score: the
                 # data set's own reference for normality AuROC, beside the ideal 50%.
-                "normality_auroc_of_normal_modes": normal_mode_aurocs(detector, test),
+                "normality_auroc_of_normal_modes": normal_mode_aurocs(cell["test_scores"], test),
                 # x_bar's target at alpha = 0 when training stopped (it moves with floor_feedback)
                 "floor_at_end": cell["explainer"].history_["floor"][-1],
                 "config": configs[name].to_dict(),
@@ -342,12 +329,33 @@ def colored_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List
     return rows
 
 
-def normal_mode_aurocs(detector: nn.Module, test: LabeledImages) -> Dict[str, float]:
+def training_diagnostics(
+    cell: Dict, detector: nn.Module, train: LabeledImages, test: LabeledImages
+) -> Dict[str, float]:
+    """Where the normality AuROC moves between training and test data, for a ``measure``
+    cell: the training batches' at the end of the fit (``history_["normality_auroc"]``), the
+    training split's (its anomalies' counterfactuals against its normal images), and the
+    detector's own shift (its test normal images against its training normal images)."""
+    explainer = cell["explainer"]
+    window = explainer.history_["normality_auroc"][-BATCH_AUROC_WINDOW:]
+    batch_aurocs = torch.tensor([value for value in window if value is not None])
+    train_normal_scores = score_images(detector, train.normal().images)
+    train_cfs = explainer.counterfactuals(train.anomalous().images, internal_batch_size=256)
+    train_cf_scores = score_images(detector, train_cfs.flatten(0, 1))
+    test_normal_scores = cell["test_scores"][test.targets == 0]
+    return {
+        "normality_auroc_batches_at_end": float(batch_aurocs.mean()),
+        "normality_auroc_train": normality_auroc(train_normal_scores, train_cf_scores),
+        "normal_shift_auroc": normality_auroc(train_normal_scores, test_normal_scores),
+    }
+
+
+def normal_mode_aurocs(scores: Tensor, test: LabeledImages) -> Dict[str, float]:
     """The normality AuROC that counterfactuals exactly like the normal test images of one
-    mode would get (Colored-MNIST, normal: colour c0 or the digit 1): the c0 images of other
-    digits, what concept 0's recolourings aim at; the 1s of other colours, concept 1's aim;
-    and the two in equal shares, as the K = 2 counterfactuals of every anomaly are."""
-    scores = score_images(detector, test.images)
+    mode would get, from phi's ``scores`` (N,) on ``test``'s images (Colored-MNIST, normal:
+    colour c0 or the digit 1): the c0 images of other digits, what concept 0's recolourings
+    aim at; the 1s of other colours, concept 1's aim; and the two in equal shares, as the
+    K = 2 counterfactuals of every anomaly are."""
     digit, color, normal = test.factors["digit"], test.factors["color"], test.targets == 0
     recoloured = scores[normal & (color == 0) & (digit != 1)]
     redrawn = scores[normal & (digit == 1) & (color != 0)]

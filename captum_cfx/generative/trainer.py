@@ -128,7 +128,8 @@ class CounterfactualTrainer:
         return alpha.to(self.device), concept.to(self.device), other.to(self.device)
 
     def train_step(self) -> Dict[str, Optional[float]]:
-        """One update of D, then of G and R; returns every loss as a float."""
+        """One update of D, then of G and R; returns every loss as a float, with the step's
+        ``normal_at_zero``, ``normality_auroc`` (None when nothing was judged) and ``floor``."""
         cfg, G, D, R = self.config, self.generator, self.discriminator, self.concept_classifier
         x = self.sample_batch()
         with torch.no_grad():
