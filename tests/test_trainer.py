@@ -1,5 +1,6 @@
 """CounterfactualTrainer: phi's floor, L_phi's view calibration (``calibrate_views``),
-L_phi on logits (``phi_loss="logit"``) and the floor's feedback (``floor_feedback``)."""
+L_phi on logits (``phi_loss="logit"``), the floor's feedback (``floor_feedback``) and the
+normal logits' quantiles as targets (``normal_quantile_targets``)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,11 @@ class SquareOrNoise(nn.Module):
 
 
 def _trainer(
-    calibrate_views: bool, normal: torch.Tensor, phi_loss: str = "bce", **overrides: float
+    calibrate_views: bool,
+    normal: torch.Tensor,
+    phi_loss: str = "bce",
+    n_concepts: int = 1,
+    **overrides: float,
 ) -> CounterfactualTrainer:
     config = replace(TINY, calibrate_views=calibrate_views, phi_loss=phi_loss, **overrides)
     anomalous = torch.cat([bright_square_images(4, True, seed=10 + s, flat=True) for s in range(8)])
@@ -36,7 +41,7 @@ def _trainer(
         as_detector(SquareOrNoise(), calibration="sigmoid"),
         normal,
         anomalous,
-        1,
+        n_concepts,
         config,
         torch.device("cpu"),
         seed=0,
@@ -104,10 +109,11 @@ def test_logit_phi_loss_aims_x_bar_at_alpha_floored_and_x_tilde_at_the_inputs_sc
         logit_tilde, score = phi.logit(torch.cat([x, x])).float(), phi(torch.cat([x, x]))
     # x_tilde's term is the paper's BCE against the inputs' scores.
     tilde_term = float(nn.functional.binary_cross_entropy_with_logits(logit_tilde, score))
-    at_targets = float(trainer._loss_phi(alpha, score, targets, logit_tilde))
+    concept, judged = torch.zeros(6, dtype=torch.long), alpha == 0  # judged: floored all the same
+    at_targets = float(trainer._loss_phi(alpha, score, concept, judged, targets, logit_tilde))
     assert at_targets == pytest.approx(tilde_term, abs=1e-6)
     # Half a logit off on every x_bar: Huber's 0.5 * 0.5**2 = 0.125 more.
-    off = float(trainer._loss_phi(alpha, score, targets + 0.5, logit_tilde))
+    off = float(trainer._loss_phi(alpha, score, concept, judged, targets + 0.5, logit_tilde))
     assert off - at_targets == pytest.approx(0.125, abs=1e-5)
 
 
@@ -196,3 +202,50 @@ def test_floor_feedback_is_checked():
         GeneratorConfig(phi_loss="logit", floor_feedback=0.1, floor_feedback_decay=-1)
     with pytest.raises(ValueError, match="set phi_loss='logit'"):
         GeneratorConfig(floor_feedback=0.02)
+
+
+def test_normal_quantile_targets_aim_each_concepts_judged_counterfactuals_by_rank():
+    normal = bright_square_images(64, False, seed=1, flat=True)
+    trainer = _trainer(False, normal, phi_loss="logit", n_concepts=2, normal_quantile_targets=True)
+    quantile = trainer.normal_scores.quantile
+    # The i-th lowest of four gets the (i + 1/2) / 4 quantile, whatever the logits' order.
+    targets = trainer._normal_quantiles_by_rank(torch.tensor([3.0, -1.0, 2.0, 0.0]))
+    expected = quantile(torch.tensor([0.875, 0.125, 0.625, 0.375]))
+    torch.testing.assert_close(targets, expected)
+    # In L_phi each concept's judged counterfactuals are ranked among themselves; the others
+    # (an unjudged alpha = 0 and an alpha = 0.5) keep the floored targets.
+    alpha = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 0.5])
+    concept = torch.tensor([0, 0, 1, 1, 0, 1])
+    judged = torch.tensor([True, True, True, True, False, False])
+    halves = quantile(torch.tensor([0.25, 0.75]))
+    logit_bar = torch.stack([halves[1], halves[0], halves[0], halves[1]])
+    logit_bar = torch.cat([logit_bar, torch.tensor([trainer.floor, 0.0])])
+    x = bright_square_images(3, True, seed=2, flat=True)
+    with torch.no_grad():
+        logit_tilde, score = (
+            trainer.detector.logit(torch.cat([x, x])).float(),
+            trainer.detector(torch.cat([x, x])),
+        )
+    tilde_term = float(nn.functional.binary_cross_entropy_with_logits(logit_tilde, score))
+    loss = trainer._loss_phi(alpha, score, concept, judged, logit_bar, logit_tilde)
+    assert float(loss) == pytest.approx(tilde_term, abs=1e-6)
+    # The same logits as one concept: four ranks, so none sits at its target any more.
+    one = trainer._loss_phi(
+        alpha, score, torch.zeros(6, dtype=torch.long), judged, logit_bar, logit_tilde
+    )
+    assert float(one) > tilde_term + 1e-3
+    # With floor_feedback they move as far as the floor has.
+    trainer.floor -= 0.5
+    shifted = trainer._normal_quantiles_by_rank(torch.tensor([3.0, -1.0, 2.0, 0.0]))
+    torch.testing.assert_close(shifted, expected - 0.5)
+    # And in training: every batch image at alpha = 0 with two concepts.
+    training = _trainer(
+        False, normal, "logit", 2, normal_quantile_targets=True, alpha_zero_share=1.0
+    )
+    records = [training.train_step() for _ in range(2)]
+    assert all(r["loss_phi"] > 0 and r["normality_auroc"] == 1.0 for r in records)
+
+
+def test_normal_quantile_targets_are_checked():
+    with pytest.raises(ValueError, match="set phi_loss='logit' with them"):
+        GeneratorConfig(normal_quantile_targets=True)

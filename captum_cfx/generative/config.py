@@ -54,6 +54,15 @@ class GeneratorConfig:
     images. ``floor_feedback_decay`` (in steps; 0 keeps the gain constant) lets the gain fall
     as ``floor_feedback / (1 + step / floor_feedback_decay)``, so that the floor settles
     instead of chasing each batch to the end of training.
+
+    ``normal_quantile_targets`` (with ``phi_loss="logit"``) gives each flagged input's
+    alpha = 0 counterfactuals of concept k, in a batch, the normal images' logits as targets
+    by rank: the i-th lowest of n gets the normal logits' ``(i + 1/2) / n`` quantile (a
+    one-dimensional optimal transport between the two distributions), in place of the floor.
+    A single floor asks every counterfactual for one score; these targets ask each concept's
+    counterfactuals, as a set, to be scored the way phi scores normal images. With
+    ``floor_feedback`` the targets move with the floor (by the floor minus its starting
+    point, the normal median).
     """
 
     widths: Tuple[int, int, int] = (16, 32, 64)
@@ -66,6 +75,7 @@ class GeneratorConfig:
     phi_loss: str = "bce"
     floor_feedback: float = 0.0
     floor_feedback_decay: float = 0.0
+    normal_quantile_targets: bool = False
     concept_width: int = 32
     concept_pool: int = 4
     lambda_gan: float = 3.0
@@ -101,6 +111,11 @@ class GeneratorConfig:
         if self.floor_feedback > 0 and self.phi_loss != "logit":
             raise ValueError(
                 "floor_feedback moves a floor on phi's logit scale; set phi_loss='logit' with it."
+            )
+        if self.normal_quantile_targets and self.phi_loss != "logit":
+            raise ValueError(
+                "normal_quantile_targets are phi's logits on normal images; set "
+                "phi_loss='logit' with them."
             )
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be at least 2, got {self.batch_size}.")

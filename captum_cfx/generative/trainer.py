@@ -166,9 +166,11 @@ class CounterfactualTrainer:
                 self._calibrated(logit_bar, x_bar),
                 self._calibrated(logit_tilde, x_tilde),
             )
+        # The flagged inputs' alpha = 0 counterfactuals: those the normality AuROC judges.
+        judged = (aa == 0) & (ss >= 0.5)
         terms = {
             "loss_gan": losses.loss_gan(D(diff_augment(x_bar, self.rng), score_bar)),
-            "loss_phi": self._loss_phi(aa, ss, logit_bar, logit_tilde),
+            "loss_phi": self._loss_phi(aa, ss, kk, judged, logit_bar, logit_tilde),
             "loss_rec": losses.loss_rec(x_rec, x),
             "loss_cyc": losses.loss_cyc(x_tilde, xx),
             "loss_con": losses.loss_con(
@@ -195,7 +197,7 @@ class CounterfactualTrainer:
         if at_zero.any():
             share = float((logit_bar[at_zero] < 0).float().mean())
             self.running_normal += 0.02 * (share - self.running_normal)
-        batch_auroc = self._batch_normality_auroc(logit_bar.detach(), at_zero & (ss >= 0.5))
+        batch_auroc = self._batch_normality_auroc(logit_bar.detach(), judged)
         if cfg.floor_feedback > 0 and batch_auroc is not None:
             self._move_floor(batch_auroc)
         record: Dict[str, Optional[float]] = {name: value.item() for name, value in terms.items()}
@@ -212,14 +214,38 @@ class CounterfactualTrainer:
         return record
 
     def _loss_phi(
-        self, alpha: Tensor, score: Tensor, logit_bar: Tensor, logit_tilde: Tensor
+        self,
+        alpha: Tensor,
+        score: Tensor,
+        concept: Tensor,
+        judged: Tensor,
+        logit_bar: Tensor,
+        logit_tilde: Tensor,
     ) -> Tensor:
-        """L_phi in the configured form, for x_bar's targets alpha (2N,), floored at phi's
-        floor, and x_tilde's, the inputs' scores (2N,)."""
+        """L_phi in the configured form, for x_bar's targets alpha (2N,) floored at phi's
+        floor, and x_tilde's, the inputs' scores (2N,). With ``normal_quantile_targets`` the
+        counterfactuals the mask ``judged`` (2N,) selects are aimed, per ``concept`` (2N,),
+        at the normal logits' quantiles by rank instead of the floor."""
         if self.config.phi_loss == "bce":
             return losses.loss_phi(logit_bar, alpha.clamp_min(self.floor), logit_tilde, score)
         target_bar = torch.logit(alpha).clamp_min(self.floor)  # logit(0) = -inf: the floor
+        if self.config.normal_quantile_targets:
+            for k in range(self.n_concepts):
+                members = judged & (concept == k)
+                if members.any():
+                    target_bar[members] = self._normal_quantiles_by_rank(
+                        logit_bar[members].detach()
+                    )
         return losses.loss_phi_logit(logit_bar, target_bar, logit_tilde, score)
+
+    def _normal_quantiles_by_rank(self, logits: Tensor) -> Tensor:
+        """Targets (n,) for logits (n,): the i-th lowest gets the normal logits'
+        ``(i + 1/2) / n`` quantile, moved as far as ``floor_feedback`` moved the floor."""
+        levels = (torch.arange(len(logits)).to(self.normal_scores) + 0.5) / len(logits)
+        quantiles = self.normal_scores.quantile(levels) + (self.floor - self.normal_median)
+        targets = torch.empty_like(logits)
+        targets[logits.argsort()] = quantiles.to(logits)
+        return targets
 
     def _batch_normality_auroc(self, logit_bar: Tensor, judged: Tensor) -> Optional[float]:
         """The batch's normality AuROC on the training data: the share of (judged
