@@ -146,7 +146,9 @@ def main() -> None:
         logit_curves = {
             name: [float(phi.logit(e).mean()) for e in edited] for name, edited in edits.items()
         }
-    area = {name: sum(values) / len(values) for name, values in curves.items()}
+    area, logit_area = (
+        {name: sum(v) / len(v) for name, v in c.items()} for c in (curves, logit_curves)
+    )
 
     oracle = train_digit_oracle(train.images, train.factors["digit"])
     digits, colors = anomalies.factors["digit"][flagged], anomalies.factors["color"][flagged]
@@ -170,6 +172,7 @@ def main() -> None:
         "mean_phi_after_edit": curves,
         "mean_logit_after_edit": logit_curves,
         "area_under_phi_curve": area,
+        "area_under_logit_curve": logit_area,
         "quality": quality,
         "ms_per_image": ms,
         "ms_ratio_to_counterfactuals": {name: value / ms_cf for name, value in ms.items()},
