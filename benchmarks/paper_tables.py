@@ -320,13 +320,23 @@ def colored_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List
                 # What counterfactuals exactly like each normal mode would score: the
                 # data set's own reference for normality AuROC, beside the ideal 50%.
                 "normality_auroc_of_normal_modes": normal_mode_aurocs(cell["test_scores"], test),
-                # x_bar's target at alpha = 0 when training stopped (it moves with floor_feedback)
+                # x_bar's target at alpha = 0 when training stopped (it moves with
+                # floor_feedback; the concepts' floors' mean with floor_per_concept)
                 "floor_at_end": cell["explainer"].history_["floor"][-1],
+                "floors_at_end": concept_floors_at_end(cell["explainer"].history_),
                 "config": configs[name].to_dict(),
                 **stamp,
             }
         )
     return rows
+
+
+def concept_floors_at_end(history: Dict[str, List[Optional[float]]]) -> Optional[List[float]]:
+    """Each concept's floor when training stopped, with ``floor_per_concept``; else None."""
+    floors: List[float] = []
+    while f"floor_{len(floors)}" in history:
+        floors.append(float(history[f"floor_{len(floors)}"][-1]))  # type: ignore[arg-type]
+    return floors or None
 
 
 def training_diagnostics(

@@ -78,8 +78,9 @@ class CounterfactualAnomalyExplainer(Attribution):
     R; ``history_`` maps every loss to its value per training step, and also
     ``normal_at_zero`` (the running share of alpha = 0 counterfactuals phi finds normal),
     ``normality_auroc`` (the batch's flagged inputs' alpha = 0 counterfactuals ranked against
-    normal training images; None in a step without any) and ``floor`` (x_bar's target at
-    alpha = 0); ``n_concepts_`` is K and ``input_shape_`` the fitted (C, H, W).
+    normal training images; None in a step without any), ``floor`` (x_bar's target at
+    alpha = 0; the concepts' floors' mean with ``floor_per_concept``, which adds each
+    concept k's ``floor_k``); ``n_concepts_`` is K and ``input_shape_`` the fitted (C, H, W).
     """
 
     def __init__(

@@ -152,22 +152,71 @@ def test_floor_feedback_moves_the_floor_by_the_batch_normality_auroc_minus_one_h
     assert (low, high) == pytest.approx(logits.quantile(torch.tensor([0.05, 0.95])).tolist())
     median = trainer.normal_median
     assert low < median < high and trainer.floor == median
-    trainer._move_floor(0.75)  # counterfactuals above normal: down by 0.1 / 4
-    assert trainer.floor == pytest.approx(median - 0.025)
-    trainer._move_floor(0.5)
-    assert trainer.floor == pytest.approx(median - 0.025)
-    # All below, again and again: up by 0.05 per step, held at the 95th percentile.
-    for _ in range(int((high - median) / 0.05) + 5):
-        trainer._move_floor(0.0)
-    assert trainer.floor == pytest.approx(high)
+    assert trainer._moved(median, 0.75) == pytest.approx(median - 0.025)  # above: down by 0.1 / 4
+    assert trainer._moved(median, 0.5) == median
+    # All below: up by 0.05, but never past the 95th percentile.
+    assert trainer._moved(median, 0.0) == pytest.approx(median + 0.05)
+    assert trainer._moved(high - 0.01, 0.0) == pytest.approx(high)
     # With floor_feedback_decay = 100 the gain at step 300 is 0.1 / (1 + 3).
     decaying = _trainer(
         False, normal, phi_loss="logit", floor_feedback=0.1, floor_feedback_decay=100
     )
-    decaying._move_floor(0.75)
     decaying.step = 300
-    decaying._move_floor(0.75)
-    assert decaying.floor == pytest.approx(median - 0.025 - 0.025 / 4)
+    assert decaying._moved(median, 0.75) == pytest.approx(median - 0.025 / 4)
+
+
+def test_floor_per_concept_moves_each_concepts_floor_by_its_own_auroc():
+    normal = bright_square_images(64, False, seed=1, flat=True)
+    shared = _trainer(False, normal, "logit", 2, floor_feedback=0.1)
+    own = _trainer(False, normal, "logit", 2, floor_feedback=0.1, floor_per_concept=True)
+    median = own.normal_median
+    high = float(own.normal_scores.max()) + 1.0
+    low = float(own.normal_scores.min()) - 1.0
+    # Concept 0's two judged counterfactuals score above every normal image, concept 1's
+    # below; the unjudged third one of concept 0 (below) counts for neither.
+    logit_bar = torch.tensor([high, high, low, low, low])
+    concept = torch.tensor([0, 0, 1, 1, 0])
+    judged = torch.tensor([True, True, True, True, False])
+    pooled = shared._batch_normality_auroc(logit_bar, judged)
+    assert pooled == 0.5
+    shared._move_floors(logit_bar, judged, concept, pooled)
+    assert shared.floors == [median, median]
+    own._move_floors(logit_bar, judged, concept, pooled)
+    assert own.floors == pytest.approx([median - 0.05, median + 0.05])
+    assert own.floor == pytest.approx(median)
+    # A concept with nothing judged keeps its floor.
+    own._move_floors(logit_bar, judged & (concept == 1), concept, None)
+    assert own.floors == pytest.approx([median - 0.05, median + 0.1])
+    # Each x_bar at alpha = 0 is aimed at its own concept's floor.
+    alpha = torch.zeros(2)
+    score = torch.full((2,), 0.9)
+    at_floors = torch.tensor(own.floors)
+    loss = own._loss_phi(
+        alpha,
+        score,
+        torch.tensor([0, 1]),
+        torch.zeros(2, dtype=torch.bool),
+        at_floors,
+        torch.full((2,), 3.0),
+    )
+    tilde_term = nn.functional.binary_cross_entropy_with_logits(torch.full((2,), 3.0), score)
+    assert float(loss) == pytest.approx(float(tilde_term), abs=1e-6)
+    # In training each floor is recorded and resumes from a checkpoint.
+    training = _trainer(
+        False,
+        normal,
+        "logit",
+        2,
+        floor_feedback=0.1,
+        floor_per_concept=True,
+        alpha_zero_share=1.0,
+    )
+    record = training.train_step()
+    assert [record["floor_0"], record["floor_1"]] == training.floors
+    assert record["floor"] == pytest.approx(sum(training.floors) / 2)
+    resumed = _trainer(False, normal, "logit", 2, floor_feedback=0.1, floor_per_concept=True)
+    resumed.load_state_dict(training.state_dict())
+    assert resumed.floors == training.floors
 
 
 def test_floor_feedback_follows_training_and_resumes_from_a_checkpoint():
@@ -186,9 +235,12 @@ def test_floor_feedback_follows_training_and_resumes_from_a_checkpoint():
     resumed = _trainer(False, normal, phi_loss="logit", **every_zero)
     resumed.load_state_dict(trainer.state_dict())
     assert resumed.floor == trainer.floor
-    # A checkpoint written before floor_feedback existed carries no floor: it never moved.
-    older = {k: v for k, v in trainer.state_dict().items() if k != "floor"}
-    resumed.load_state_dict(older)
+    # A checkpoint written before floor_per_concept holds one shared floor; one written
+    # before floor_feedback existed carries no floor: it never moved.
+    shared = {k: v for k, v in trainer.state_dict().items() if k != "floors"}
+    resumed.load_state_dict({**shared, "floor": -1.5})
+    assert resumed.floors == [-1.5]
+    resumed.load_state_dict(shared)
     assert resumed.floor == resumed.normal_median != trainer.floor
     # Without the feedback the floor stays where it started.
     fixed = _trainer(False, normal, phi_loss="logit")
@@ -203,6 +255,8 @@ def test_floor_feedback_is_checked():
         GeneratorConfig(phi_loss="logit", floor_feedback=0.1, floor_feedback_decay=-1)
     with pytest.raises(ValueError, match="set phi_loss='logit'"):
         GeneratorConfig(floor_feedback=0.02)
+    with pytest.raises(ValueError, match="set floor_feedback > 0 with it"):
+        GeneratorConfig(phi_loss="logit", floor_per_concept=True)
 
 
 def test_normal_quantile_targets_aim_each_concepts_judged_counterfactuals_by_rank():
@@ -210,7 +264,9 @@ def test_normal_quantile_targets_aim_each_concepts_judged_counterfactuals_by_ran
     trainer = _trainer(False, normal, phi_loss="logit", n_concepts=2, normal_quantile_targets=True)
     quantile = trainer.normal_scores.quantile
     # The i-th lowest of four gets the (i + 1/2) / 4 quantile, whatever the logits' order.
-    targets = trainer._normal_quantiles_by_rank(torch.tensor([3.0, -1.0, 2.0, 0.0]))
+    targets = trainer._normal_quantiles_by_rank(
+        torch.tensor([3.0, -1.0, 2.0, 0.0]), trainer.normal_median
+    )
     expected = quantile(torch.tensor([0.875, 0.125, 0.625, 0.375]))
     torch.testing.assert_close(targets, expected)
     # In L_phi each concept's judged counterfactuals are ranked among themselves; the others
@@ -236,8 +292,9 @@ def test_normal_quantile_targets_aim_each_concepts_judged_counterfactuals_by_ran
     )
     assert float(one) > tilde_term + 1e-3
     # With floor_feedback they move as far as the floor has.
-    trainer.floor -= 0.5
-    shifted = trainer._normal_quantiles_by_rank(torch.tensor([3.0, -1.0, 2.0, 0.0]))
+    shifted = trainer._normal_quantiles_by_rank(
+        torch.tensor([3.0, -1.0, 2.0, 0.0]), trainer.normal_median - 0.5
+    )
     torch.testing.assert_close(shifted, expected - 0.5)
     # And in training: every batch image at alpha = 0 with two concepts.
     training = _trainer(

@@ -63,6 +63,11 @@ class GeneratorConfig:
     counterfactuals, as a set, to be scored the way phi scores normal images. With
     ``floor_feedback`` the targets move with the floor (by the floor minus its starting
     point, the normal median).
+
+    ``floor_per_concept`` (with ``floor_feedback``) gives each concept its own floor, moved by
+    the batch's normality AuROC of that concept's counterfactuals alone: concepts whose
+    edits phi finds easy to push below normal (a digit made a 1) and those it holds above
+    (a recolouring) no longer share one floor that leaves one below normal and one above.
     """
 
     widths: Tuple[int, int, int] = (16, 32, 64)
@@ -76,6 +81,7 @@ class GeneratorConfig:
     floor_feedback: float = 0.0
     floor_feedback_decay: float = 0.0
     normal_quantile_targets: bool = False
+    floor_per_concept: bool = False
     concept_width: int = 32
     concept_pool: int = 4
     lambda_gan: float = 3.0
@@ -111,6 +117,11 @@ class GeneratorConfig:
         if self.floor_feedback > 0 and self.phi_loss != "logit":
             raise ValueError(
                 "floor_feedback moves a floor on phi's logit scale; set phi_loss='logit' with it."
+            )
+        if self.floor_per_concept and self.floor_feedback <= 0:
+            raise ValueError(
+                "floor_per_concept moves each concept's floor by floor_feedback; set "
+                "floor_feedback > 0 with it (0.02 in the benchmarks)."
             )
         if self.normal_quantile_targets and self.phi_loss != "logit":
             raise ValueError(

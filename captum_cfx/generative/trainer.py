@@ -100,7 +100,8 @@ class CounterfactualTrainer:
         percentiles = torch.tensor([0.05, 0.95], device=self.normal_scores.device)
         low, high = self.normal_scores.quantile(percentiles).tolist()
         self.floor_range = (low, high)
-        self.floor = self.normal_median
+        # One floor per concept; they stay equal unless floor_per_concept moves each alone.
+        self.floors = [self.normal_median] * n_concepts
         self.step = 0
         self.history: Dict[str, List[Optional[float]]] = defaultdict(list)
         self.running_normal = 0.0  # running share of alpha = 0 samples that phi finds normal
@@ -129,7 +130,8 @@ class CounterfactualTrainer:
 
     def train_step(self) -> Dict[str, Optional[float]]:
         """One update of D, then of G and R; returns every loss as a float, with the step's
-        ``normal_at_zero``, ``normality_auroc`` (None when nothing was judged) and ``floor``."""
+        ``normal_at_zero``, ``normality_auroc`` (None when nothing was judged), ``floor`` (the
+        floors' mean) and, with ``floor_per_concept``, each concept k's ``floor_k``."""
         cfg, G, D, R = self.config, self.generator, self.discriminator, self.concept_classifier
         x = self.sample_batch()
         with torch.no_grad():
@@ -198,8 +200,8 @@ class CounterfactualTrainer:
             share = float((logit_bar[at_zero] < 0).float().mean())
             self.running_normal += 0.02 * (share - self.running_normal)
         batch_auroc = self._batch_normality_auroc(logit_bar.detach(), judged)
-        if cfg.floor_feedback > 0 and batch_auroc is not None:
-            self._move_floor(batch_auroc)
+        if cfg.floor_feedback > 0:
+            self._move_floors(logit_bar.detach(), judged, kk, batch_auroc)
         record: Dict[str, Optional[float]] = {name: value.item() for name, value in terms.items()}
         record.update(
             loss_d=loss_d.item(),
@@ -208,6 +210,8 @@ class CounterfactualTrainer:
             normality_auroc=batch_auroc,
             floor=self.floor,
         )
+        if cfg.floor_per_concept:
+            record.update({f"floor_{k}": floor for k, floor in enumerate(self.floors)})
         self.step += 1
         for name, value in record.items():
             self.history[name].append(value)
@@ -222,27 +226,33 @@ class CounterfactualTrainer:
         logit_bar: Tensor,
         logit_tilde: Tensor,
     ) -> Tensor:
-        """L_phi in the configured form, for x_bar's targets alpha (2N,) floored at phi's
-        floor, and x_tilde's, the inputs' scores (2N,). With ``normal_quantile_targets`` the
-        counterfactuals the mask ``judged`` (2N,) selects are aimed, per ``concept`` (2N,),
-        at the normal logits' quantiles by rank instead of the floor."""
+        """L_phi in the configured form, for x_bar's targets alpha (2N,) floored at the floor
+        of each one's ``concept`` (2N,), and x_tilde's, the inputs' scores (2N,). With
+        ``normal_quantile_targets`` the counterfactuals the mask ``judged`` (2N,) selects are
+        aimed, per concept, at the normal logits' quantiles by rank instead of the floor."""
+        floor = torch.tensor(self.floors).to(alpha)[concept]
         if self.config.phi_loss == "bce":
-            return losses.loss_phi(logit_bar, alpha.clamp_min(self.floor), logit_tilde, score)
-        target_bar = torch.logit(alpha).clamp_min(self.floor)  # logit(0) = -inf: the floor
+            return losses.loss_phi(logit_bar, torch.maximum(alpha, floor), logit_tilde, score)
+        target_bar = torch.maximum(torch.logit(alpha), floor)  # logit(0) = -inf: the floor
         if self.config.normal_quantile_targets:
             for k in range(self.n_concepts):
                 members = judged & (concept == k)
                 if members.any():
                     target_bar[members] = self._normal_quantiles_by_rank(
-                        logit_bar[members].detach()
+                        logit_bar[members].detach(), self.floors[k]
                     )
         return losses.loss_phi_logit(logit_bar, target_bar, logit_tilde, score)
 
-    def _normal_quantiles_by_rank(self, logits: Tensor) -> Tensor:
+    @property
+    def floor(self) -> float:
+        """The concepts' floors' mean: the one floor unless ``floor_per_concept`` is set."""
+        return sum(self.floors) / len(self.floors)
+
+    def _normal_quantiles_by_rank(self, logits: Tensor, floor: float) -> Tensor:
         """Targets (n,) for logits (n,): the i-th lowest gets the normal logits'
-        ``(i + 1/2) / n`` quantile, moved as far as ``floor_feedback`` moved the floor."""
+        ``(i + 1/2) / n`` quantile, moved as far as ``floor_feedback`` moved ``floor``."""
         levels = (torch.arange(len(logits)).to(self.normal_scores) + 0.5) / len(logits)
-        quantiles = self.normal_scores.quantile(levels) + (self.floor - self.normal_median)
+        quantiles = self.normal_scores.quantile(levels) + (floor - self.normal_median)
         targets = torch.empty_like(logits)
         targets[logits.argsort()] = quantiles.to(logits)
         return targets
@@ -257,17 +267,32 @@ class CounterfactualTrainer:
             return None
         return normality_auroc(self.normal_scores, logit_bar[judged])
 
-    def _move_floor(self, batch_auroc: float) -> None:
-        """``floor_feedback``: move the floor by the gain times (the batch's normality AuROC
-        minus 1/2), down when counterfactuals score above normal images, up when below,
-        within the floor range; with ``floor_feedback_decay`` the gain falls with the steps."""
+    def _move_floors(
+        self, logit_bar: Tensor, judged: Tensor, concept: Tensor, batch_auroc: Optional[float]
+    ) -> None:
+        """``floor_feedback``: move every floor by the batch's normality AuROC
+        ``batch_auroc`` or, with ``floor_per_concept``, each concept's floor by the AuROC of
+        its own judged counterfactuals (``judged`` and ``concept`` mask the (2N,) logits
+        ``logit_bar``); a concept with none judged in the batch keeps its floor."""
+        if not self.config.floor_per_concept:
+            if batch_auroc is not None:
+                self.floors = [self._moved(floor, batch_auroc) for floor in self.floors]
+            return
+        for k in range(self.n_concepts):
+            auroc_k = self._batch_normality_auroc(logit_bar, judged & (concept == k))
+            if auroc_k is not None:
+                self.floors[k] = self._moved(self.floors[k], auroc_k)
+
+    def _moved(self, floor: float, auroc: float) -> float:
+        """``floor`` moved by the gain times (``auroc`` minus 1/2): down when counterfactuals
+        score above normal images, up when below, within the floor range; with
+        ``floor_feedback_decay`` the gain falls with the steps."""
         cfg = self.config
         gain = cfg.floor_feedback
         if cfg.floor_feedback_decay > 0:
             gain /= 1 + self.step / cfg.floor_feedback_decay
         low, high = self.floor_range
-        step = gain * (batch_auroc - 0.5)
-        self.floor = min(max(self.floor - step, low), high)
+        return min(max(floor - gain * (auroc - 0.5), low), high)
 
     def _calibrated(self, logit_view: Tensor, images: Tensor) -> Tensor:
         """phi's logits (2N,) on the images (2N, C, H, W) themselves, with the gradient of
@@ -300,7 +325,7 @@ class CounterfactualTrainer:
             "rng": self.rng.get_state(),
             "history": dict(self.history),
             "running_normal": self.running_normal,
-            "floor": self.floor,
+            "floors": list(self.floors),
         }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -314,8 +339,10 @@ class CounterfactualTrainer:
         self.step = int(state["step"])
         self.history = defaultdict(list, {k: list(v) for k, v in state["history"].items()})
         self.running_normal = float(state["running_normal"])
-        # Checkpoints from before floor_feedback have none; their floor never moved.
-        self.floor = float(state.get("floor", self.normal_median))
+        # Older checkpoints hold one shared floor, or none from before floor_feedback (their
+        # floor never moved).
+        shared = float(state.get("floor", self.normal_median))
+        self.floors = [float(f) for f in state.get("floors", [shared] * self.n_concepts)]
 
     def _snapshot_if_best(self) -> None:
         if self.best is None or self.running_normal >= self.best["running_normal"]:
