@@ -323,7 +323,7 @@ def colored_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List
                 # x_bar's target at alpha = 0 when training stopped (it moves with
                 # floor_feedback; the concepts' floors' mean with floor_per_concept)
                 "floor_at_end": cell["explainer"].history_["floor"][-1],
-                "floors_at_end": concept_floors_at_end(cell["explainer"].history_),
+                "floors_at_end": concept_floors_at_end(cell["explainer"], configs[name]),
                 "config": configs[name].to_dict(),
                 **stamp,
             }
@@ -331,12 +331,14 @@ def colored_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List
     return rows
 
 
-def concept_floors_at_end(history: Dict[str, List[Optional[float]]]) -> Optional[List[float]]:
-    """Each concept's floor when training stopped, with ``floor_per_concept``; else None."""
-    floors: List[float] = []
-    while f"floor_{len(floors)}" in history:
-        floors.append(float(history[f"floor_{len(floors)}"][-1]))  # type: ignore[arg-type]
-    return floors or None
+def concept_floors_at_end(
+    explainer: CounterfactualAnomalyExplainer, config: GeneratorConfig
+) -> Optional[List[Optional[float]]]:
+    """Each concept's floor when the ``explainer`` fitted with ``config`` stopped training,
+    with ``floor_per_concept``; else None."""
+    if not config.floor_per_concept:
+        return None
+    return [explainer.history_[f"floor_{k}"][-1] for k in range(explainer.n_concepts_)]
 
 
 def training_diagnostics(
