@@ -345,21 +345,32 @@ def training_diagnostics(
     cell: Dict, detector: nn.Module, train: LabeledImages, test: LabeledImages
 ) -> Dict[str, float]:
     """Where the normality AuROC moves between training and test data, for a ``measure``
-    cell: the training batches' at the end of the fit (``history_["normality_auroc"]``), the
+    cell: the training batches' at the end of the fit (``history_["normality_auroc"]``; with
+    ``ema_decay`` also the averaged G's, the one kept), the
     training split's (its anomalies' counterfactuals against its normal images), and the
     detector's own shift (its test normal images against its training normal images)."""
     explainer = cell["explainer"]
-    window = explainer.history_["normality_auroc"][-BATCH_AUROC_WINDOW:]
-    batch_aurocs = torch.tensor([value for value in window if value is not None])
     train_normal_scores = score_images(detector, train.normal().images)
     train_cfs = explainer.counterfactuals(train.anomalous().images, internal_batch_size=256)
     train_cf_scores = score_images(detector, train_cfs.flatten(0, 1))
     test_normal_scores = cell["test_scores"][test.targets == 0]
-    return {
-        "normality_auroc_batches_at_end": float(batch_aurocs.mean()),
+    diagnostics = {
+        "normality_auroc_batches_at_end": _mean_at_end(explainer.history_["normality_auroc"]),
         "normality_auroc_train": normality_auroc(train_normal_scores, train_cf_scores),
         "normal_shift_auroc": normality_auroc(train_normal_scores, test_normal_scores),
     }
+    if "normality_auroc_average" in explainer.history_:  # ema_decay: the G kept
+        diagnostics["normality_auroc_average_batches_at_end"] = _mean_at_end(
+            explainer.history_["normality_auroc_average"]
+        )
+    return diagnostics
+
+
+def _mean_at_end(values: List[Optional[float]]) -> float:
+    """The mean of a per-step history over its last ``BATCH_AUROC_WINDOW`` steps, skipping
+    steps without a value."""
+    window = [value for value in values[-BATCH_AUROC_WINDOW:] if value is not None]
+    return sum(window) / len(window)
 
 
 def normal_mode_aurocs(scores: Tensor, test: LabeledImages) -> Dict[str, float]:

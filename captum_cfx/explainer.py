@@ -74,13 +74,15 @@ class CounterfactualAnomalyExplainer(Attribution):
             (``GeneratorConfig()``)
 
     After ``fit`` or ``load``, ``forward_func`` is phi, the wrapped detector (None after a
-    ``load`` without one); ``generator_`` and ``concept_classifier_`` are the trained G and
-    R; ``history_`` maps every loss to its value per training step, and also
-    ``normal_at_zero`` (the running share of alpha = 0 counterfactuals phi finds normal),
-    ``normality_auroc`` (the batch's flagged inputs' alpha = 0 counterfactuals ranked against
-    normal training images; None in a step without any), ``floor`` (x_bar's target at
-    alpha = 0; the concepts' floors' mean with ``floor_per_concept``, which adds each
-    concept k's ``floor_k``); ``n_concepts_`` is K and ``input_shape_`` the fitted (C, H, W).
+    ``load`` without one); ``generator_`` and ``concept_classifier_`` are the trained G (its
+    weights' moving average with ``ema_decay``) and R; ``history_`` maps every loss to its
+    value per training step, and also ``normal_at_zero`` (the running share of alpha = 0
+    counterfactuals phi finds normal), ``normality_auroc`` (the batch's flagged inputs'
+    alpha = 0 counterfactuals ranked against normal training images; None in a step without
+    any), ``floor`` (x_bar's target at alpha = 0; the concepts' floors' mean with
+    ``floor_per_concept``, which adds each concept k's ``floor_k``) and, with ``ema_decay``,
+    ``normality_auroc_average`` (the same for G's weights' moving average, the G kept);
+    ``n_concepts_`` is K and ``input_shape_`` the fitted (C, H, W).
     """
 
     def __init__(
@@ -165,7 +167,7 @@ class CounterfactualAnomalyExplainer(Attribution):
         # Set the learned state only now, so a failed fit leaves the explainer as it was.
         self.forward_func = phi
         self.config_ = config
-        self.generator_ = trainer.generator
+        self.generator_ = trainer.kept_generator
         self.concept_classifier_ = trainer.concept_classifier
         self.history_ = dict(trainer.history)
         self.n_concepts_ = self.n_concepts

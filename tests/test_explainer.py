@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from dataclasses import replace
 
 import pytest
 import torch
@@ -166,6 +167,34 @@ def test_a_fixed_seed_gives_the_same_counterfactuals_twice(data):
     )
     assert not torch.equal(
         other.counterfactuals(anomalous[:4]), runs[0].counterfactuals(anomalous[:4])
+    )
+
+
+def test_with_ema_decay_the_explainer_keeps_gs_moving_average(data, tmp_path):
+    normal, anomalous = data
+    # The average does not touch training: the same seed trains the same G with and
+    # without it, so the explainers differ only by the generator kept.
+    last, averaged = (
+        CounterfactualAnomalyExplainer(config=replace(TINY, **extra)).fit(
+            BrightSpot(), [normal], steps=5, seed=3, progress=False
+        )
+        for extra in ({}, {"ema_decay": 0.5})
+    )
+    torch.testing.assert_close(
+        torch.tensor(last.history_["loss_total"]),
+        torch.tensor(averaged.history_["loss_total"]),
+        rtol=0,
+        atol=0,
+    )
+    assert not torch.equal(
+        last.counterfactuals(anomalous[:4]), averaged.counterfactuals(anomalous[:4])
+    )
+    assert len(averaged.history_["normality_auroc_average"]) == 5
+    averaged.save(tmp_path / "averaged")
+    loaded = CounterfactualAnomalyExplainer.load(tmp_path / "averaged")
+    assert loaded.config_.ema_decay == 0.5
+    torch.testing.assert_close(
+        loaded.counterfactuals(anomalous[:4]), averaged.counterfactuals(anomalous[:4])
     )
 
 

@@ -1,6 +1,7 @@
 """CounterfactualTrainer: phi's floor, L_phi's view calibration (``calibrate_views``),
 L_phi on logits (``phi_loss="logit"``), the floor's feedback (``floor_feedback``) and the
-normal logits' quantiles as targets (``normal_quantile_targets``)."""
+normal logits' quantiles as targets (``normal_quantile_targets``) and G's weights' moving
+average (``ema_decay``)."""
 
 from __future__ import annotations
 
@@ -141,6 +142,23 @@ def test_the_batch_normality_auroc_ranks_judged_counterfactuals_against_the_norm
     batch = torch.tensor([above, quarter, above, quarter, below, below])
     assert trainer._batch_normality_auroc(batch, judged) == pytest.approx(5 / 8)
     assert trainer._batch_normality_auroc(batch, torch.zeros(6, dtype=torch.bool)) is None
+
+
+@pytest.mark.parametrize("phi_loss", ["bce", "logit"])
+def test_the_batch_normality_auroc_reads_the_floors_scale_under_either_phi_loss(phi_loss):
+    # The BCE L_phi keeps the normal images' scores, the logit form their logits; the judged
+    # counterfactuals' logits are ranked against them on that scale either way.
+    normal = bright_square_images(64, False, seed=1, flat=True)
+    trainer = _trainer(False, normal, phi_loss=phi_loss)
+    with torch.no_grad():
+        logits = trainer.detector.logit(normal).float()
+    assert float(logits.max()) < -1  # so logits and scores do not interleave
+    judged = torch.ones(len(logits), dtype=torch.bool)
+    assert trainer._batch_normality_auroc(logits, judged) == pytest.approx(0.5, abs=0.02)
+    above = torch.full((4,), float(logits.max()) + 0.5)
+    assert trainer._batch_normality_auroc(above, judged[:4]) == 1.0
+    below = torch.full((4,), float(logits.min()) - 0.5)
+    assert trainer._batch_normality_auroc(below, judged[:4]) == 0.0
 
 
 def test_floor_feedback_moves_the_floor_by_the_batch_normality_auroc_minus_one_half():
@@ -310,3 +328,44 @@ def test_normal_quantile_targets_aim_each_concepts_judged_counterfactuals_by_ran
 def test_normal_quantile_targets_are_checked():
     with pytest.raises(ValueError, match="set phi_loss='logit' with them"):
         GeneratorConfig(normal_quantile_targets=True)
+
+
+def test_ema_decay_keeps_gs_weights_moving_average_and_resumes_it():
+    normal = bright_square_images(64, False, seed=1, flat=True)
+    trainer = _trainer(False, normal, ema_decay=0.5, alpha_zero_share=1.0)
+    assert trainer.kept_generator is not trainer.generator
+    expected = None
+    for _ in range(3):
+        trainer.train_step()
+        weights = [p.detach().clone() for p in trainer.generator.parameters()]
+        # The first update copies G; each later one moves halfway to G.
+        expected = weights if expected is None else [(e + w) / 2 for e, w in zip(expected, weights)]
+    for kept, want in zip(trainer.kept_generator.parameters(), expected):
+        torch.testing.assert_close(kept, want)
+    assert any(not torch.equal(k, w) for k, w in zip(trainer.kept_generator.parameters(), weights))
+    # The averaged G is judged on every step's batch too (every input at alpha = 0 here).
+    assert len(trainer.history["normality_auroc_average"]) == 3
+    assert all(0 <= v <= 1 for v in trainer.history["normality_auroc_average"])
+    # A checkpoint restores the average; one from before ema_decay starts it at G.
+    resumed = _trainer(False, normal, ema_decay=0.5, alpha_zero_share=1.0)
+    resumed.load_state_dict(trainer.state_dict())
+    for a, b in zip(resumed.kept_generator.parameters(), trainer.kept_generator.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    older = _trainer(False, normal, ema_decay=0.5, alpha_zero_share=1.0)
+    older.load_state_dict(
+        {k: v for k, v in trainer.state_dict().items() if k != "generator_average"}
+    )
+    older.train_step()
+    for a, b in zip(older.kept_generator.parameters(), older.generator.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # Without it the explainer keeps G itself and nothing else is recorded.
+    plain = _trainer(False, normal)
+    plain.train_step()
+    assert plain.kept_generator is plain.generator
+    assert "normality_auroc_average" not in plain.history
+
+
+@pytest.mark.parametrize("decay", [-0.1, 1.0])
+def test_ema_decay_is_checked(decay):
+    with pytest.raises(ValueError, match=r"ema_decay must lie in \[0, 1\)"):
+        GeneratorConfig(ema_decay=decay)

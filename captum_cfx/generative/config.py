@@ -68,6 +68,13 @@ class GeneratorConfig:
     the batch's normality AuROC of that concept's counterfactuals alone: concepts whose
     edits phi finds easy to push below normal (a digit made a 1) and those it holds above
     (a recolouring) no longer share one floor that leaves one below normal and one above.
+
+    ``ema_decay`` (in [0, 1); 0 turns it off) makes the explainer keep an exponential moving
+    average of G's weights, updated after every step with this decay (0.99 averages about
+    the last 100 steps), instead of G's last weights. Under the adversarial and floor
+    dynamics G's normality AuROC swings from step to step, and the last step is one draw
+    from that swing; the average keeps G's centre (Yazici et al., "The Unusual Effectiveness
+    of Averaging in GAN Training", ICLR 2019).
     """
 
     widths: Tuple[int, int, int] = (16, 32, 64)
@@ -82,6 +89,7 @@ class GeneratorConfig:
     floor_feedback_decay: float = 0.0
     normal_quantile_targets: bool = False
     floor_per_concept: bool = False
+    ema_decay: float = 0.0
     concept_width: int = 32
     concept_pool: int = 4
     lambda_gan: float = 3.0
@@ -122,6 +130,10 @@ class GeneratorConfig:
             raise ValueError(
                 "floor_per_concept moves each concept's floor by floor_feedback; set "
                 "floor_feedback > 0 with it (0.02 in the benchmarks)."
+            )
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(
+                f"ema_decay must lie in [0, 1) (0 turns the average off), got {self.ema_decay}."
             )
         if self.normal_quantile_targets and self.phi_loss != "logit":
             raise ValueError(

@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from captum_cfx._io import atomic_save
-from captum_cfx.detectors.adapter import AnomalyDetector, score_images
+from captum_cfx.detectors.adapter import AnomalyDetector, phi_from_logit, score_images
 from captum_cfx.generative import losses
 from captum_cfx.generative.augment import diff_augment, robust_view
 from captum_cfx.generative.config import GeneratorConfig, build_networks
@@ -81,6 +82,13 @@ class CounterfactualTrainer:
         self.generator, self.discriminator, self.concept_classifier = (
             n.to(device) for n in networks
         )
+        # With ema_decay, G's weights' moving average (G's buffers, its fixed concept routes,
+        # are copied, not averaged).
+        self.generator_average = (
+            AveragedModel(self.generator, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
+            if config.ema_decay > 0
+            else None
+        )
         g_params = list(self.generator.parameters()) + list(self.concept_classifier.parameters())
         self.opt_g = torch.optim.Adam(g_params, lr=config.lr, betas=config.betas)
         self.opt_d = torch.optim.Adam(
@@ -131,7 +139,9 @@ class CounterfactualTrainer:
     def train_step(self) -> Dict[str, Optional[float]]:
         """One update of D, then of G and R; returns every loss as a float, with the step's
         ``normal_at_zero``, ``normality_auroc`` (None when nothing was judged), ``floor`` (the
-        floors' mean) and, with ``floor_per_concept``, each concept k's ``floor_k``."""
+        floors' mean), with ``floor_per_concept`` each concept k's ``floor_k`` and, with
+        ``ema_decay``, ``normality_auroc_average``, the batch's normality AuROC for the
+        averaged G (after this step's update)."""
         cfg, G, D, R = self.config, self.generator, self.discriminator, self.concept_classifier
         x = self.sample_batch()
         with torch.no_grad():
@@ -194,6 +204,8 @@ class CounterfactualTrainer:
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
         self.opt_g.step()
+        if self.generator_average is not None:
+            self.generator_average.update_parameters(self.generator)
 
         at_zero = aa == 0
         if at_zero.any():
@@ -212,6 +224,10 @@ class CounterfactualTrainer:
         )
         if cfg.floor_per_concept:
             record.update({f"floor_{k}": floor for k, floor in enumerate(self.floors)})
+        if self.generator_average is not None:
+            record["normality_auroc_average"] = self._averaged_normality_auroc(
+                xx[judged], aa[judged], kk[judged]
+            )
         self.step += 1
         for name, value in record.items():
             self.history[name].append(value)
@@ -244,6 +260,12 @@ class CounterfactualTrainer:
         return losses.loss_phi_logit(logit_bar, target_bar, logit_tilde, score)
 
     @property
+    def kept_generator(self) -> nn.Module:
+        """The generator the explainer keeps: G's weights' moving average with ``ema_decay``,
+        else G itself."""
+        return self.generator if self.generator_average is None else self.generator_average.module
+
+    @property
     def floor(self) -> float:
         """The concepts' floors' mean: the one floor unless ``floor_per_concept`` is set."""
         return sum(self.floors) / len(self.floors)
@@ -265,7 +287,22 @@ class CounterfactualTrainer:
         nothing is judged."""
         if not judged.any():
             return None
-        return normality_auroc(self.normal_scores, logit_bar[judged])
+        judged_logits = logit_bar[judged]
+        # On the floor's scale: the normal images' logits, or with the BCE L_phi their scores.
+        if self.config.phi_loss == "bce":
+            return normality_auroc(self.normal_scores, phi_from_logit(judged_logits).float())
+        return normality_auroc(self.normal_scores, judged_logits)
+
+    def _averaged_normality_auroc(
+        self, x: Tensor, alpha: Tensor, concept: Tensor
+    ) -> Optional[float]:
+        """The batch normality AuROC of the averaged G's counterfactuals of the judged inputs
+        x (n, C, H, W) at their alpha (n,) and concepts (n,); None when n = 0."""
+        if not len(x):
+            return None
+        with torch.no_grad():
+            logits = self.detector.logit(self.kept_generator(x, alpha, concept)).float()
+        return self._batch_normality_auroc(logits, torch.ones_like(logits, dtype=torch.bool))
 
     def _move_floors(
         self, logit_bar: Tensor, judged: Tensor, concept: Tensor, batch_auroc: Optional[float]
@@ -326,6 +363,11 @@ class CounterfactualTrainer:
             "history": dict(self.history),
             "running_normal": self.running_normal,
             "floors": list(self.floors),
+            **(
+                {}
+                if self.generator_average is None
+                else {"generator_average": self.generator_average.state_dict()}
+            ),
         }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -343,12 +385,15 @@ class CounterfactualTrainer:
         # floor never moved).
         shared = float(state.get("floor", self.normal_median))
         self.floors = [float(f) for f in state.get("floors", [shared] * self.n_concepts)]
+        # A checkpoint from before ema_decay starts the average at the resumed G.
+        if self.generator_average is not None and "generator_average" in state:
+            self.generator_average.load_state_dict(state["generator_average"])
 
     def _snapshot_if_best(self) -> None:
         if self.best is None or self.running_normal >= self.best["running_normal"]:
             self.best = {
                 "running_normal": self.running_normal,
-                "generator": copy.deepcopy(self.generator.state_dict()),
+                "generator": copy.deepcopy(self.kept_generator.state_dict()),
                 "concept_classifier": copy.deepcopy(self.concept_classifier.state_dict()),
             }
 
@@ -396,7 +441,7 @@ class CounterfactualTrainer:
         except KeyboardInterrupt:
             # The step in progress is dropped; the last checkpoint stays the resume point.
             if self.best is not None:
-                G.load_state_dict(self.best["generator"])
+                self.kept_generator.load_state_dict(self.best["generator"])
                 R.load_state_dict(self.best["concept_classifier"])
             warnings.warn(
                 f"training interrupted at step {self.step}; keeping the best state so far "
@@ -409,3 +454,4 @@ class CounterfactualTrainer:
             bar.close()
             for net in (G, D, R):
                 net.eval()
+            self.kept_generator.eval()
