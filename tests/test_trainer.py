@@ -330,7 +330,7 @@ def test_normal_quantile_targets_are_checked():
         GeneratorConfig(normal_quantile_targets=True)
 
 
-def test_ema_decay_keeps_gs_weights_moving_average_and_resumes_it():
+def test_ema_decay_keeps_gs_weights_moving_average_and_resumes_it(monkeypatch):
     normal = bright_square_images(64, False, seed=1, flat=True)
     trainer = _trainer(False, normal, ema_decay=0.5, alpha_zero_share=1.0)
     assert trainer.kept_generator is not trainer.generator
@@ -358,6 +358,22 @@ def test_ema_decay_keeps_gs_weights_moving_average_and_resumes_it():
     older.train_step()
     for a, b in zip(older.kept_generator.parameters(), older.generator.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # With the floor feedback the floor follows the averaged G's batch AuROC, not G's: an
+    # untrained G scores every counterfactual above normal (AuROC 1), so with the average
+    # made to score every one below normal (AuROC 0) the floor goes up by 0.05 / 2 a step.
+    following = _trainer(
+        False, normal, phi_loss="logit", ema_decay=0.5, alpha_zero_share=1.0, floor_feedback=0.05
+    )
+    below_normal = following.normal_scores.min() - 1
+    monkeypatch.setattr(
+        following, "_averaged_logits", lambda x, alpha, k: below_normal.expand(len(x))
+    )
+    for _ in range(3):
+        following.train_step()
+    floors = torch.tensor([following.normal_median] + following.history["floor"])
+    torch.testing.assert_close(floors.diff(), torch.full((3,), 0.025))
+    assert following.history["normality_auroc"] == [1.0, 1.0, 1.0]
+    assert following.history["normality_auroc_average"] == [0.0, 0.0, 0.0]
     # Without it the explainer keeps G itself and nothing else is recorded.
     plain = _trainer(False, normal)
     plain.train_step()

@@ -74,7 +74,9 @@ class GeneratorConfig:
     the last 100 steps), instead of G's last weights. Under the adversarial and floor
     dynamics G's normality AuROC swings from step to step, and the last step is one draw
     from that swing; the average keeps G's centre (Yazici et al., "The Unusual Effectiveness
-    of Averaging in GAN Training", ICLR 2019).
+    of Averaging in GAN Training", ICLR 2019). With ``floor_feedback`` the floor then follows
+    the averaged G's batch normality AuROC: phi scores the average's smoother images lower
+    than the last G's, so a floor that follows G would leave the kept G below normal.
     """
 
     widths: Tuple[int, int, int] = (16, 32, 64)

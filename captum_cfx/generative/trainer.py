@@ -141,7 +141,7 @@ class CounterfactualTrainer:
         ``normal_at_zero``, ``normality_auroc`` (None when nothing was judged), ``floor`` (the
         floors' mean), with ``floor_per_concept`` each concept k's ``floor_k`` and, with
         ``ema_decay``, ``normality_auroc_average``, the batch's normality AuROC for the
-        averaged G (after this step's update)."""
+        averaged G (after this step's update), which the floor feedback then follows."""
         cfg, G, D, R = self.config, self.generator, self.discriminator, self.concept_classifier
         x = self.sample_batch()
         with torch.no_grad():
@@ -212,8 +212,16 @@ class CounterfactualTrainer:
             share = float((logit_bar[at_zero] < 0).float().mean())
             self.running_normal += 0.02 * (share - self.running_normal)
         batch_auroc = self._batch_normality_auroc(logit_bar.detach(), judged)
+        # The floor follows the counterfactuals of the G the explainer keeps: with ema_decay
+        # the average, whose smoother images phi scores lower than the last G's.
+        followed = (logit_bar.detach(), judged, kk, batch_auroc)
+        if self.generator_average is not None:
+            average_logits = self._averaged_logits(xx[judged], aa[judged], kk[judged])
+            everyone = torch.ones_like(average_logits, dtype=torch.bool)
+            average_auroc = self._batch_normality_auroc(average_logits, everyone)
+            followed = (average_logits, everyone, kk[judged], average_auroc)
         if cfg.floor_feedback > 0:
-            self._move_floors(logit_bar.detach(), judged, kk, batch_auroc)
+            self._move_floors(*followed)
         record: Dict[str, Optional[float]] = {name: value.item() for name, value in terms.items()}
         record.update(
             loss_d=loss_d.item(),
@@ -225,9 +233,7 @@ class CounterfactualTrainer:
         if cfg.floor_per_concept:
             record.update({f"floor_{k}": floor for k, floor in enumerate(self.floors)})
         if self.generator_average is not None:
-            record["normality_auroc_average"] = self._averaged_normality_auroc(
-                xx[judged], aa[judged], kk[judged]
-            )
+            record["normality_auroc_average"] = average_auroc
         self.step += 1
         for name, value in record.items():
             self.history[name].append(value)
@@ -293,16 +299,13 @@ class CounterfactualTrainer:
             return normality_auroc(self.normal_scores, phi_from_logit(judged_logits).float())
         return normality_auroc(self.normal_scores, judged_logits)
 
-    def _averaged_normality_auroc(
-        self, x: Tensor, alpha: Tensor, concept: Tensor
-    ) -> Optional[float]:
-        """The batch normality AuROC of the averaged G's counterfactuals of the judged inputs
-        x (n, C, H, W) at their alpha (n,) and concepts (n,); None when n = 0."""
+    def _averaged_logits(self, x: Tensor, alpha: Tensor, concept: Tensor) -> Tensor:
+        """phi's logits (n,) on the averaged G's counterfactuals of the inputs x (n, C, H, W)
+        at their alpha (n,) and concepts (n,)."""
         if not len(x):
-            return None
+            return alpha.new_empty(0)
         with torch.no_grad():
-            logits = self.detector.logit(self.kept_generator(x, alpha, concept)).float()
-        return self._batch_normality_auroc(logits, torch.ones_like(logits, dtype=torch.bool))
+            return self.detector.logit(self.kept_generator(x, alpha, concept)).float()
 
     def _move_floors(
         self, logit_bar: Tensor, judged: Tensor, concept: Tensor, batch_auroc: Optional[float]
