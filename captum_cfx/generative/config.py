@@ -75,8 +75,9 @@ class GeneratorConfig:
     dynamics G's normality AuROC swings from step to step, and the last step is one draw
     from that swing; the average keeps G's centre (Yazici et al., "The Unusual Effectiveness
     of Averaging in GAN Training", ICLR 2019). With ``floor_feedback`` the floor then follows
-    the averaged G's batch normality AuROC: phi scores the average's smoother images lower
-    than the last G's, so a floor that follows G would leave the kept G below normal.
+    the averaged G's batch normality AuROC: phi can score the average's counterfactuals
+    lower than G's own (on Colored-MNIST by 2-3.5 points of AuROC), and a floor that followed
+    G would leave the kept G below normal.
     """
 
     widths: Tuple[int, int, int] = (16, 32, 64)

@@ -213,7 +213,8 @@ class CounterfactualTrainer:
             self.running_normal += 0.02 * (share - self.running_normal)
         batch_auroc = self._batch_normality_auroc(logit_bar.detach(), judged)
         # The floor follows the counterfactuals of the G the explainer keeps: with ema_decay
-        # the average, whose smoother images phi scores lower than the last G's.
+        # the average, which phi scored 2-3.5 points of AuROC below G's own batches
+        # (benchmarks/RESULTS.md, run 17).
         followed = (logit_bar.detach(), judged, kk, batch_auroc)
         if self.generator_average is not None:
             average_logits = self._averaged_logits(xx[judged], aa[judged], kk[judged])
