@@ -197,13 +197,14 @@ def test_floor_per_concept_moves_each_concepts_floor_by_its_own_auroc():
     judged = torch.tensor([True, True, True, True, False])
     pooled = shared._batch_normality_auroc(logit_bar, judged)
     assert pooled == 0.5
-    shared._move_floors(logit_bar, judged, concept, pooled)
+    shared._move_floors(logit_bar[judged], concept[judged], pooled)
     assert shared.floors == [median, median]
-    own._move_floors(logit_bar, judged, concept, pooled)
+    own._move_floors(logit_bar[judged], concept[judged], pooled)
     assert own.floors == pytest.approx([median - 0.05, median + 0.05])
     assert own.floor == pytest.approx(median)
     # A concept with nothing judged keeps its floor.
-    own._move_floors(logit_bar, judged & (concept == 1), concept, None)
+    ones = judged & (concept == 1)
+    own._move_floors(logit_bar[ones], concept[ones], None)
     assert own.floors == pytest.approx([median - 0.05, median + 0.1])
     # Each x_bar at alpha = 0 is aimed at its own concept's floor.
     alpha = torch.zeros(2)
@@ -345,7 +346,8 @@ def test_ema_decay_keeps_gs_weights_moving_average_and_resumes_it(monkeypatch):
     assert any(not torch.equal(k, w) for k, w in zip(trainer.kept_generator.parameters(), weights))
     # The averaged G is judged on every step's batch too (every input at alpha = 0 here).
     assert len(trainer.history["normality_auroc_average"]) == 3
-    assert all(0 <= v <= 1 for v in trainer.history["normality_auroc_average"])
+    # An untrained average barely edits either: every counterfactual above normal.
+    assert trainer.history["normality_auroc_average"] == [1.0, 1.0, 1.0]
     # A checkpoint restores the average; one from before ema_decay starts it at G.
     resumed = _trainer(False, normal, ema_decay=0.5, alpha_zero_share=1.0)
     resumed.load_state_dict(trainer.state_dict())

@@ -215,14 +215,14 @@ class CounterfactualTrainer:
         # The floor follows the counterfactuals of the G the explainer keeps: with ema_decay
         # the average, which phi scored 2-3.5 points of AuROC below G's own batches
         # (benchmarks/RESULTS.md, run 17).
-        followed = (logit_bar.detach(), judged, kk, batch_auroc)
+        followed, followed_auroc = logit_bar.detach()[judged], batch_auroc
         if self.generator_average is not None:
-            average_logits = self._averaged_logits(xx[judged], aa[judged], kk[judged])
-            everyone = torch.ones_like(average_logits, dtype=torch.bool)
-            average_auroc = self._batch_normality_auroc(average_logits, everyone)
-            followed = (average_logits, everyone, kk[judged], average_auroc)
+            followed = self._averaged_logits(xx[judged], aa[judged], kk[judged])
+            followed_auroc = average_auroc = self._batch_normality_auroc(
+                followed, torch.ones_like(followed, dtype=torch.bool)
+            )
         if cfg.floor_feedback > 0:
-            self._move_floors(*followed)
+            self._move_floors(followed, kk[judged], followed_auroc)
         record: Dict[str, Optional[float]] = {name: value.item() for name, value in terms.items()}
         record.update(
             loss_d=loss_d.item(),
@@ -308,19 +308,17 @@ class CounterfactualTrainer:
         with torch.no_grad():
             return self.detector.logit(self.kept_generator(x, alpha, concept)).float()
 
-    def _move_floors(
-        self, logit_bar: Tensor, judged: Tensor, concept: Tensor, batch_auroc: Optional[float]
-    ) -> None:
+    def _move_floors(self, logits: Tensor, concept: Tensor, batch_auroc: Optional[float]) -> None:
         """``floor_feedback``: move every floor by the batch's normality AuROC
         ``batch_auroc`` or, with ``floor_per_concept``, each concept's floor by the AuROC of
-        its own judged counterfactuals (``judged`` and ``concept`` mask the (2N,) logits
-        ``logit_bar``); a concept with none judged in the batch keeps its floor."""
+        its own judged counterfactuals (``logits`` (n,) of the judged counterfactuals, of
+        concepts ``concept`` (n,)); a concept with none judged in the batch keeps its floor."""
         if not self.config.floor_per_concept:
             if batch_auroc is not None:
                 self.floors = [self._moved(floor, batch_auroc) for floor in self.floors]
             return
         for k in range(self.n_concepts):
-            auroc_k = self._batch_normality_auroc(logit_bar, judged & (concept == k))
+            auroc_k = self._batch_normality_auroc(logits, concept == k)
             if auroc_k is not None:
                 self.floors[k] = self._moved(self.floors[k], auroc_k)
 
