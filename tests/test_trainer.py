@@ -133,15 +133,15 @@ def test_the_batch_normality_auroc_ranks_judged_counterfactuals_against_the_norm
     judged = torch.tensor([True, True, True, True, False, False])
     # 3 of the 4 judged above every normal image (the unjudged ones do not count): 3/4.
     batch = torch.tensor([above, above, above, below, below, below])
-    assert trainer._batch_normality_auroc(batch, judged) == pytest.approx(0.75)
+    assert trainer._batch_normality_auroc(batch[judged]) == pytest.approx(0.75)
     # It counts pairs, not sides of the median: two judged above every normal image and two
     # above exactly a quarter of them give (1 + 1 + 1/4 + 1/4) / 4 = 5/8.
     ranked = logits.sort().values
     assert ranked.unique().numel() == len(ranked)  # so "above a quarter" is exact
     quarter = float(ranked[len(ranked) // 4 - 1 : len(ranked) // 4 + 1].mean())
     batch = torch.tensor([above, quarter, above, quarter, below, below])
-    assert trainer._batch_normality_auroc(batch, judged) == pytest.approx(5 / 8)
-    assert trainer._batch_normality_auroc(batch, torch.zeros(6, dtype=torch.bool)) is None
+    assert trainer._batch_normality_auroc(batch[judged]) == pytest.approx(5 / 8)
+    assert trainer._batch_normality_auroc(batch[:0]) is None
 
 
 @pytest.mark.parametrize("phi_loss", ["bce", "logit"])
@@ -153,12 +153,11 @@ def test_the_batch_normality_auroc_reads_the_floors_scale_under_either_phi_loss(
     with torch.no_grad():
         logits = trainer.detector.logit(normal).float()
     assert float(logits.max()) < -1  # so logits and scores do not interleave
-    judged = torch.ones(len(logits), dtype=torch.bool)
-    assert trainer._batch_normality_auroc(logits, judged) == pytest.approx(0.5, abs=0.02)
+    assert trainer._batch_normality_auroc(logits) == pytest.approx(0.5, abs=0.02)
     above = torch.full((4,), float(logits.max()) + 0.5)
-    assert trainer._batch_normality_auroc(above, judged[:4]) == 1.0
+    assert trainer._batch_normality_auroc(above) == 1.0
     below = torch.full((4,), float(logits.min()) - 0.5)
-    assert trainer._batch_normality_auroc(below, judged[:4]) == 0.0
+    assert trainer._batch_normality_auroc(below) == 0.0
 
 
 def test_floor_feedback_moves_the_floor_by_the_batch_normality_auroc_minus_one_half():
@@ -195,7 +194,7 @@ def test_floor_per_concept_moves_each_concepts_floor_by_its_own_auroc():
     logit_bar = torch.tensor([high, high, low, low, low])
     concept = torch.tensor([0, 0, 1, 1, 0])
     judged = torch.tensor([True, True, True, True, False])
-    pooled = shared._batch_normality_auroc(logit_bar, judged)
+    pooled = shared._batch_normality_auroc(logit_bar[judged])
     assert pooled == 0.5
     shared._move_floors(logit_bar[judged], concept[judged], pooled)
     assert shared.floors == [median, median]

@@ -211,16 +211,15 @@ class CounterfactualTrainer:
         if at_zero.any():
             share = float((logit_bar[at_zero] < 0).float().mean())
             self.running_normal += 0.02 * (share - self.running_normal)
-        batch_auroc = self._batch_normality_auroc(logit_bar.detach(), judged)
+        judged_logits = logit_bar.detach()[judged]
+        batch_auroc = self._batch_normality_auroc(judged_logits)
         # The floor follows the counterfactuals of the G the explainer keeps: with ema_decay
         # the average, which phi scored 2-3.5 points of AuROC below G's own batches
         # (benchmarks/RESULTS.md, run 17).
-        followed, followed_auroc = logit_bar.detach()[judged], batch_auroc
+        followed, followed_auroc = judged_logits, batch_auroc
         if self.generator_average is not None:
             followed = self._averaged_logits(xx[judged], aa[judged], kk[judged])
-            followed_auroc = average_auroc = self._batch_normality_auroc(
-                followed, torch.ones_like(followed, dtype=torch.bool)
-            )
+            followed_auroc = self._batch_normality_auroc(followed)
         if cfg.floor_feedback > 0:
             self._move_floors(followed, kk[judged], followed_auroc)
         record: Dict[str, Optional[float]] = {name: value.item() for name, value in terms.items()}
@@ -234,7 +233,7 @@ class CounterfactualTrainer:
         if cfg.floor_per_concept:
             record.update({f"floor_{k}": floor for k, floor in enumerate(self.floors)})
         if self.generator_average is not None:
-            record["normality_auroc_average"] = average_auroc
+            record["normality_auroc_average"] = followed_auroc
         self.step += 1
         for name, value in record.items():
             self.history[name].append(value)
@@ -286,15 +285,13 @@ class CounterfactualTrainer:
         targets[logits.argsort()] = quantiles.to(logits)
         return targets
 
-    def _batch_normality_auroc(self, logit_bar: Tensor, judged: Tensor) -> Optional[float]:
+    def _batch_normality_auroc(self, judged_logits: Tensor) -> Optional[float]:
         """The batch's normality AuROC on the training data: the share of (judged
-        counterfactual, normal image) pairs in which the counterfactual scores higher
-        (ties half; ``judged`` masks the (2N,) logits ``logit_bar``: the alpha = 0
-        counterfactuals of inputs phi flags; the normal images are the floor's). None when
-        nothing is judged."""
-        if not judged.any():
+        counterfactual, normal image) pairs in which the counterfactual scores higher (ties
+        half; ``judged_logits`` (n,): phi's logits on the alpha = 0 counterfactuals of inputs
+        phi flags; the normal images are the floor's). None when nothing is judged."""
+        if not len(judged_logits):
             return None
-        judged_logits = logit_bar[judged]
         # On the floor's scale: the normal images' logits, or with the BCE L_phi their scores.
         if self.config.phi_loss == "bce":
             return normality_auroc(self.normal_scores, phi_from_logit(judged_logits).float())
@@ -318,7 +315,7 @@ class CounterfactualTrainer:
                 self.floors = [self._moved(floor, batch_auroc) for floor in self.floors]
             return
         for k in range(self.n_concepts):
-            auroc_k = self._batch_normality_auroc(logits, concept == k)
+            auroc_k = self._batch_normality_auroc(logits[concept == k])
             if auroc_k is not None:
                 self.floors[k] = self._moved(self.floors[k], auroc_k)
 
