@@ -17,10 +17,13 @@ Writes ``benchmarks/results/paper_tables.json``.
         [--colored-config JSON] [--detector-config JSON] [--detector-augment]
         [--patch-outliers] [--quick] [--figures DIR] [--explainers DIR] [--out FILE]
     python benchmarks/paper_tables.py --merge A.json B.json --out FILE   # join partial runs
+    python benchmarks/paper_tables.py --merge A.json B.json --into T.json --out FILE   # update T
     python benchmarks/paper_tables.py --table [--out FILE]              # the RESULTS.md table
     python benchmarks/paper_tables.py --per-class A.json B.json         # one line per class
 
-``--merge`` pools rows of the same data set and detector (e.g. other normal classes).
+``--merge`` pools rows of the same data set and detector (e.g. other normal classes);
+with ``--into``, the pooled rows take the place of the table's rows of the same data set and
+detector, and its other rows stay as they are.
 ``--quick`` (digit 0 only, 150-step fits: a check of the pipeline, not a measurement) ran in
 6 min 8 s on 2 CPU cores (benchmarks/RESULTS.md).
 """
@@ -438,6 +441,14 @@ def merge_rows(rows: List[Dict]) -> List[Dict]:
     return merged
 
 
+def replace_rows(table: List[Dict], rows: List[Dict]) -> List[Dict]:
+    """``table`` with each row replaced by the row of ``rows`` of the same data set and
+    detector; rows of ``rows`` that replace none are appended."""
+    new = {(r["dataset"], r["detector"]): r for r in rows}
+    kept = [new.pop((r["dataset"], r["detector"]), r) for r in table]
+    return kept + list(new.values())
+
+
 def _pooled_oracle(group: List[Dict]) -> Dict:
     """The :data:`ORACLE` shares pooled over the rows of ``group`` that have them."""
     measured = [r for r in group if "oracle_classes" in r]
@@ -602,6 +613,9 @@ def main() -> None:
     parser.add_argument("--explainers", type=Path, help="save each cell's fitted explainer here")
     parser.add_argument("--out", type=Path, default=RESULTS / "paper_tables.json")
     parser.add_argument("--merge", type=Path, nargs="+", help="join these partial runs into --out")
+    parser.add_argument(
+        "--into", type=Path, help="with --merge: the table whose rows the merged rows replace"
+    )
     parser.add_argument("--table", action="store_true", help="print the tables of --out and stop")
     parser.add_argument(
         "--per-class", type=Path, nargs="+", help="print the per-class table of these files"
@@ -621,6 +635,8 @@ def main() -> None:
         args.figures.mkdir(parents=True, exist_ok=True)  # before the fits, not after them
     if args.merge:
         rows = merge_rows([row for path in args.merge for row in json.loads(path.read_text())])
+        if args.into:
+            rows = replace_rows(json.loads(args.into.read_text()), rows)
     else:
         if args.quick:
             args.classes, args.steps, args.colored_steps, args.detector_epochs = [0], 150, 150, 5
