@@ -621,6 +621,8 @@ def main() -> None:
         "--per-class", type=Path, nargs="+", help="print the per-class table of these files"
     )
     args = parser.parse_args()
+    if args.into and not args.merge:
+        parser.error("--into replaces a table's rows with --merge's; give --merge too.")
     if args.table:
         print(markdown_table(json.loads(args.out.read_text())))
         return

@@ -131,7 +131,8 @@ def test_the_batch_normality_auroc_ranks_judged_counterfactuals_against_the_norm
         logits = trainer.detector.logit(normal).float()
     above, below = float(logits.max()) + 1.0, float(logits.min()) - 1.0
     judged = torch.tensor([True, True, True, True, False, False])
-    # 3 of the 4 judged above every normal image (the unjudged ones do not count): 3/4.
+    # The trainer passes only the judged counterfactuals' logits; 3 of these 4 lie above
+    # every normal image: 3/4.
     batch = torch.tensor([above, above, above, below, below, below])
     assert trainer._batch_normality_auroc(batch[judged]) == pytest.approx(0.75)
     # It counts pairs, not sides of the median: two judged above every normal image and two
