@@ -36,7 +36,7 @@ import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from provenance import mean_std, pooled_mean_std, provenance, write_json
@@ -114,16 +114,20 @@ def measure(
     seed: int,
     figure: Optional[Path] = None,
     save_to: Optional[Path] = None,
+    reference: Optional[LabeledImages] = None,
 ) -> Dict:
     """Fit the explainer for a trained detector and measure it on the test split; with
     ``figure``, save there the counterfactuals of six flagged test anomalies; with
-    ``save_to``, save the fitted explainer (weights and training history) in that folder."""
+    ``save_to``, save the fitted explainer (weights and training history) in that folder;
+    with ``reference``, normal images the detector was not trained on set L_phi's targets
+    (``fit``'s ``reference_loader``)."""
     start = time.perf_counter()
     explainer = CounterfactualAnomalyExplainer(n_concepts=2, config=config)
     explainer.fit(
         detector,
         DataLoader(train.normal(), batch_size=256),
         outlier_loader=DataLoader(train.anomalous(), batch_size=256),
+        reference_loader=None if reference is None else DataLoader(reference, batch_size=256),
         steps=steps,
         seed=seed,
         progress=False,
@@ -196,9 +200,27 @@ def colored_detector(name: str, train: LabeledImages, args) -> nn.Module:
     )
 
 
+def held_out_normals(
+    data: LabeledImages, share: float, seed: int
+) -> Tuple[LabeledImages, Optional[LabeledImages]]:
+    """``data`` less a random ``share`` of its normal images, and those normal images (None
+    when ``share`` is 0): the detector trains on the first, the explainer's targets come
+    from the second."""
+    if share == 0:
+        return data, None
+    normal_index = (data.targets == 0).nonzero()[:, 0]
+    order = torch.randperm(len(normal_index), generator=torch.Generator().manual_seed(seed))
+    held = normal_index[order[: round(share * len(normal_index))]]
+    kept = torch.ones(len(data), dtype=torch.bool)
+    kept[held] = False
+    return data.subset(kept), data.subset(held)
+
+
 def mnist_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List[Dict]:
     """One row per detector (``configs`` maps each to its configuration), over the normal
-    classes ``args.classes``."""
+    classes ``args.classes``; with ``args.reference_share``, that share of each class's
+    normal training images is held out of the detector's training and sets the explainer's
+    targets (:func:`held_out_normals`)."""
     train, test = load_mnist(True), load_mnist(False)
     features = train_classifier(train.images, train.factors["digit"], 10, seed=args.seed)[:-1]
     oracle = train_digit_oracle(train.images, train.factors["digit"], seed=args.seed)
@@ -208,8 +230,9 @@ def mnist_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List[D
         cells = []
         for digit in args.classes:
             c_train, c_test = one_vs_rest(train, digit), one_vs_rest(test, digit)
+            detector_train, reference = held_out_normals(c_train, args.reference_share, args.seed)
             start = time.perf_counter()
-            detector = mnist_detector(name, c_train, strokes, args)
+            detector = mnist_detector(name, detector_train, strokes, args)
             detector_seconds = time.perf_counter() - start
             cell = measure(
                 detector,
@@ -221,6 +244,7 @@ def mnist_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List[D
                 args.seed,
                 args.figures and args.figures / f"mnist_{name}_digit{digit}.png",
                 args.explainers and args.explainers / f"mnist_{name}_digit{digit}",
+                reference,
             )
             cell["train_seconds"] = detector_seconds + cell["fit_seconds"]
             cell.update(oracle_shares(cell, c_test.anomalous(), oracle, digit))
@@ -237,6 +261,7 @@ def mnist_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List[D
                 "steps": args.steps,
                 "detector_augment": args.detector_augment,
                 "patch_outliers": args.patch_outliers,
+                "reference_share": args.reference_share,
                 "fid_features": "digit CNN trained on the MNIST training split (10 classes)",
                 "config": configs[name].to_dict(),
                 **stamp,
@@ -474,14 +499,15 @@ def _pooled_disentanglement(group: List[Dict]) -> Dict:
 
 
 def _setting(row: Dict) -> tuple:
-    """What must agree for rows to be pooled (rows from before ``--detector-augment`` and
-    ``--patch-outliers`` were trained without them; configuration fields added since a row
-    was written take their defaults)."""
+    """What must agree for rows to be pooled (rows from before ``--detector-augment``,
+    ``--patch-outliers`` and ``--reference-share`` were trained without them; configuration
+    fields added since a row was written take their defaults)."""
     return (
         row["steps"],
         GeneratorConfig.from_dict(row["config"]),
         row.get("detector_augment", False),
         row.get("patch_outliers", False),
+        row.get("reference_share", 0.0),
     )
 
 
@@ -607,6 +633,13 @@ def main() -> None:
         type=json.loads,
         default=DETECTOR_OVERRIDES,
         help="JSON {detector: GeneratorConfig overrides}, on top of both configs",
+    )
+    parser.add_argument(
+        "--reference-share",
+        type=float,
+        default=0.0,
+        help="MNIST: hold this share of the normal training images out of the detector's "
+        "training; they set the explainer's targets (fit's reference_loader)",
     )
     parser.add_argument("--quick", action="store_true", help="digit 0, short fits")
     parser.add_argument("--figures", type=Path, help="save each cell's counterfactuals here")

@@ -110,6 +110,7 @@ class CounterfactualAnomalyExplainer(Attribution):
         normal_loader: Iterable[Any],
         *,
         outlier_loader: Optional[Iterable[Any]] = None,
+        reference_loader: Optional[Iterable[Any]] = None,
         steps: int = 3000,
         device: Union[str, torch.device, None] = None,
         seed: int = 0,
@@ -127,6 +128,12 @@ class CounterfactualAnomalyExplainer(Attribution):
                 (images, labels) pairs; read once into memory.
             outlier_loader: optional anomalous or outlier images of the same shape; when
                 given, half of each batch comes from it.
+            reference_loader: optional normal images of the same shape that the detector
+                was not trained on (a held-out split); their scores, not ``normal_loader``'s,
+                set what "normal" means to L_phi (its floor and quantile targets). Give it
+                when the detector scores its training images lower than new normal images:
+                counterfactuals aimed at training scores come out more normal than the
+                normal data they are judged against.
             steps: training steps in all (a resumed run continues to this count).
             device: where to train; the detector's device, else CUDA when present, else CPU.
             seed: makes a CPU run repeatable (weights, batch order, every random draw).
@@ -148,20 +155,25 @@ class CounterfactualAnomalyExplainer(Attribution):
         config = self.config or GeneratorConfig()
         normal = _gather(normal_loader, "normal_loader")
         outliers = None if outlier_loader is None else _gather(outlier_loader, "outlier_loader")
-        if outliers is not None and outliers.shape[1:] != normal.shape[1:]:
-            raise ValueError(
-                f"outlier_loader's images are {tuple(outliers.shape[1:])}, normal_loader's "
-                f"{tuple(normal.shape[1:])}; they must match."
-            )
+        reference = (
+            None if reference_loader is None else _gather(reference_loader, "reference_loader")
+        )
+        for name, images in (("outlier_loader", outliers), ("reference_loader", reference)):
+            if images is not None and images.shape[1:] != normal.shape[1:]:
+                raise ValueError(
+                    f"{name}'s images are {tuple(images.shape[1:])}, normal_loader's "
+                    f"{tuple(normal.shape[1:])}; they must match."
+                )
         if min(normal.shape[-2:]) < 8:
             raise ValueError(f"images must be at least 8x8 pixels, got {tuple(normal.shape[-2:])}.")
         phi = as_detector(detector, normal_data=normal, calibration=calibration)  # type: ignore[arg-type]
         device = self._device_for(phi, device)
         normal = normal.to(device)
         outliers = None if outliers is None else outliers.to(device)
+        reference = None if reference is None else reference.to(device)
         self._check_detector(phi, normal[: config.batch_size])
         trainer = CounterfactualTrainer(
-            phi, normal, outliers, self.n_concepts, config, device, seed
+            phi, normal, outliers, self.n_concepts, config, device, seed, reference
         )
         trainer.run(steps, progress, checkpoint_dir, checkpoint_every)
         # Set the learned state only now, so a failed fit leaves the explainer as it was.

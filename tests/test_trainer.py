@@ -6,6 +6,7 @@ average (``ema_decay``)."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Optional
 
 import pytest
 import torch
@@ -34,6 +35,7 @@ def _trainer(
     normal: torch.Tensor,
     phi_loss: str = "bce",
     n_concepts: int = 1,
+    reference: Optional[torch.Tensor] = None,
     **overrides: float,
 ) -> CounterfactualTrainer:
     config = replace(TINY, calibrate_views=calibrate_views, phi_loss=phi_loss, **overrides)
@@ -46,6 +48,7 @@ def _trainer(
         config,
         torch.device("cpu"),
         seed=0,
+        reference=reference,
     )
 
 
@@ -62,6 +65,21 @@ def test_the_floor_is_the_median_of_all_kinds_of_normal_image_in_a_sorted_set():
         middle, first = float(phi(normal).median()), float(phi(normal[:512]).median())
     assert first < middle - 0.1
     assert abs(trainer.floor - middle) < 0.04
+
+
+def test_a_held_out_reference_not_the_training_images_sets_the_floor_and_its_range():
+    # The detector scores its training images (logits -3 to -1) below held-out normal images
+    # (-1 to 1); the floor and its range must come from the held-out ones.
+    normal = torch.linspace(0.25, 0.35, 512)[:, None, None, None].expand(512, 1, 16, 16).clone()
+    reference = normal + 0.1
+    trainer = _trainer(False, normal, reference=reference)
+    with torch.no_grad():
+        held_out = trainer.detector(reference)
+        training_median = float(trainer.detector(normal).median())
+    assert abs(trainer.floor - float(held_out.median())) < 1e-4
+    assert trainer.floor > training_median + 0.2
+    low, high = trainer.floor_range
+    assert float(held_out.min()) - 1e-4 <= low < high <= float(held_out.max()) + 1e-4
 
 
 def test_calibrated_logits_read_the_images_and_take_the_views_gradient():

@@ -57,6 +57,11 @@ class CounterfactualTrainer:
         config: the hyperparameters.
         device: where to train.
         seed: seeds the weights and every random draw of training.
+        reference: optional normal images (M'', C, H, W) on ``device`` that the detector was
+            not trained on; their scores set the floor, its range and the quantile targets.
+            Default: None (``normal``'s). A detector scores its own training images lower
+            than new normal images, so targets taken from them ask for counterfactuals more
+            normal than the normal data the explanations are judged against.
     """
 
     def __init__(
@@ -68,6 +73,7 @@ class CounterfactualTrainer:
         config: GeneratorConfig,
         device: torch.device,
         seed: int,
+        reference: Optional[Tensor] = None,
     ) -> None:
         self.detector = detector
         self.normal = normal
@@ -98,7 +104,11 @@ class CounterfactualTrainer:
         # "Normal" means scored like normal data, not below all of it: targets of x_bar are
         # floored at phi's median on normal images, so G is not rewarded for pushing phi
         # further down (a push that only adversarial edits can deliver).
-        reference = random_subset(normal, FLOOR_SAMPLE, torch.Generator().manual_seed(seed))
+        reference = random_subset(
+            normal if reference is None else reference,
+            FLOOR_SAMPLE,
+            torch.Generator().manual_seed(seed),
+        )
         # The floor is on the scale L_phi compares: phi's median score, or with L_phi on
         # logits the median logit (taken from the logits, since a floor score can round to 0).
         phi_scale = detector.logit if config.phi_loss == "logit" else detector
