@@ -78,7 +78,8 @@ class CounterfactualAnomalyExplainer(Attribution):
     weights' moving average with ``ema_decay``) and R; ``history_`` maps every loss to its
     value per training step, and also ``normal_at_zero`` (the running share of alpha = 0
     counterfactuals phi finds normal), ``normality_auroc`` (the batch's flagged inputs'
-    alpha = 0 counterfactuals ranked against normal training images; None in a step without
+    alpha = 0 counterfactuals ranked against the normal images that set the targets, ``fit``'s
+    ``reference_loader`` or else ``normal_loader``; None in a step without
     any), ``floor`` (x_bar's target at alpha = 0; the concepts' floors' mean with
     ``floor_per_concept``, which adds each concept k's ``floor_k``) and, with ``ema_decay``,
     ``normality_auroc_average`` (the same for G's weights' moving average, the G kept);

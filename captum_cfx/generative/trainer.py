@@ -59,9 +59,9 @@ class CounterfactualTrainer:
         seed: seeds the weights and every random draw of training.
         reference: optional normal images (M'', C, H, W) on ``device`` that the detector was
             not trained on; their scores set the floor, its range and the quantile targets.
-            Default: None (``normal``'s). A detector scores its own training images lower
-            than new normal images, so targets taken from them ask for counterfactuals more
-            normal than the normal data the explanations are judged against.
+            Default: None (``normal``'s). A detector that fits its training images scores
+            them lower than new normal images, and targets taken from them ask for
+            counterfactuals more normal than the normal data they are judged against.
     """
 
     def __init__(
