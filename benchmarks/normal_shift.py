@@ -51,8 +51,8 @@ def main() -> None:
                 args.explainers / f"mnist_{name}_digit{digit}", detector
             )
             test_scores = score_images(detector, c_test.images)
+            normal_scores = test_scores[c_test.targets == 0]
             cfs = explainer.counterfactuals(c_test.anomalous().images, internal_batch_size=256)
-            cell = {"explainer": explainer, "test_scores": test_scores}
             entry = {
                 "detector": name,
                 "normal_digit": digit,
@@ -60,11 +60,11 @@ def main() -> None:
                 "detector_auroc": auroc(c_test.targets, test_scores),
                 # phi < 0.5 on the test normal images: the validity of counterfactuals scored
                 # exactly like them, the most a normality AuROC of 50% allows
-                "normal_validity": validity(test_scores[c_test.targets == 0]),
+                "normal_validity": validity(normal_scores),
                 "normality_auroc": normality_auroc(
-                    test_scores[c_test.targets == 0], score_images(detector, cfs.flatten(0, 1))
+                    normal_scores, score_images(detector, cfs.flatten(0, 1))
                 ),
-                **training_diagnostics(cell, detector, detector_train, c_test),
+                **training_diagnostics(explainer, detector, detector_train, normal_scores),
                 **stamp,
             }
             print({k: v for k, v in entry.items() if k not in stamp}, flush=True)

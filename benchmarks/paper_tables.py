@@ -344,7 +344,9 @@ def colored_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List
                 "disentanglement": tables,
                 "disentanglement_on": "the test anomalies the detector flags (phi >= 0.5)",
                 "normality_auroc_by_concept": cell["normality_auroc_by_concept"],
-                **training_diagnostics(cell, detector, train, test),
+                **training_diagnostics(
+                    cell["explainer"], detector, train, cell["test_scores"][test.targets == 0]
+                ),
                 # What counterfactuals exactly like each normal mode would score: the
                 # data set's own reference for normality AuROC, beside the ideal 50%.
                 "normality_auroc_of_normal_modes": normal_mode_aurocs(cell["test_scores"], test),
@@ -370,18 +372,20 @@ def concept_floors_at_end(
 
 
 def training_diagnostics(
-    cell: Dict, detector: nn.Module, train: LabeledImages, test: LabeledImages
+    explainer: CounterfactualAnomalyExplainer,
+    detector: nn.Module,
+    train: LabeledImages,
+    test_normal_scores: Tensor,
 ) -> Dict[str, float]:
-    """Where the normality AuROC moves between training and test data, for a ``measure``
-    cell: the training batches' at the end of the fit (``history_["normality_auroc"]``; with
-    ``ema_decay`` also the averaged G's, the one kept), the
-    training split's (its anomalies' counterfactuals against its normal images), and the
-    detector's own shift (its test normal images against its training normal images)."""
-    explainer = cell["explainer"]
+    """Where the normality AuROC moves between training and test data for an ``explainer``
+    fitted against ``detector``: the training batches' at the end of the fit
+    (``history_["normality_auroc"]``; with ``ema_decay`` also the averaged G's, the one kept),
+    the training split's (its anomalies' counterfactuals against its normal images), and the
+    detector's own shift (its normal test images' scores ``test_normal_scores`` against its
+    training normal images')."""
     train_normal_scores = score_images(detector, train.normal().images)
     train_cfs = explainer.counterfactuals(train.anomalous().images, internal_batch_size=256)
     train_cf_scores = score_images(detector, train_cfs.flatten(0, 1))
-    test_normal_scores = cell["test_scores"][test.targets == 0]
     diagnostics = {
         "normality_auroc_batches_at_end": _mean_at_end(explainer.history_["normality_auroc"]),
         "normality_auroc_train": normality_auroc(train_normal_scores, train_cf_scores),

@@ -164,7 +164,9 @@ def test_fit_refuses_bad_data_and_detectors():
         )
     for name in ("outlier_loader", "reference_loader"):
         with pytest.raises(ValueError, match=f"{name}'s images are \\(1, 12, 12\\)"):
-            explainer.fit(Spot(), [NORMAL], **{name: [NORMAL[..., :12, :12]]}, progress=False)
+            explainer.fit(
+                Spot(), [NORMAL], **{name: [NORMAL[..., :12, :12]]}, steps=1, progress=False
+            )
     with pytest.raises(ValueError, match="does not change with the input"):
         explainer.fit(lambda x: 0.0 * x.sum((1, 2, 3)) + 0.3, [NORMAL], steps=1, progress=False)
     with pytest.raises(ValueError, match="n_concepts"):
