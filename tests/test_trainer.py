@@ -201,6 +201,24 @@ def test_floor_feedback_moves_the_floor_by_the_batch_normality_auroc_minus_one_h
     assert decaying._moved(median, 0.75) == pytest.approx(median - 0.025 / 4)
 
 
+def test_floor_range_sets_the_quantiles_the_floor_moves_between():
+    normal = bright_square_images(64, False, seed=1, flat=True)
+    wide = _trainer(False, normal, phi_loss="logit", floor_feedback=0.1, floor_range=(0.0, 0.95))
+    with torch.no_grad():
+        logits = wide.detector.logit(normal).float()
+    low, high = wide.floor_range
+    assert low == pytest.approx(float(logits.min()))
+    assert high == pytest.approx(float(logits.quantile(0.95)))
+    # All above normal, far below the 5th percentile: down to the lowest normal logit, no further.
+    assert wide._moved(low + 0.01, 1.0) == pytest.approx(low)
+    assert low < float(logits.quantile(0.05))
+    for bad in [(0.5, 0.5), (-0.1, 0.9), (0.1, 1.2)]:
+        with pytest.raises(ValueError, match="floor_range"):
+            GeneratorConfig(floor_range=bad)
+    restored = GeneratorConfig.from_dict({"floor_range": [0.0, 0.95]})
+    assert restored.floor_range == (0.0, 0.95)
+
+
 def test_floor_per_concept_moves_each_concepts_floor_by_its_own_auroc():
     normal = bright_square_images(64, False, seed=1, flat=True)
     shared = _trainer(False, normal, "logit", 2, floor_feedback=0.1)

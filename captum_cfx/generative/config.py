@@ -48,12 +48,14 @@ class GeneratorConfig:
     ``floor_feedback`` times (the batch's normality AuROC minus 1/2), where that AuROC is the
     share of (counterfactual, normal image) pairs in which the counterfactual scores higher,
     over the flagged inputs' alpha = 0 counterfactuals and the floor's normal images; down
-    when counterfactuals score above normal, up when below, within the normal logits' 5th to
-    95th percentile. The other losses hold counterfactuals a little above any fixed target;
-    with the feedback phi ranks them, on the training data, neither above nor below normal
-    images. ``floor_feedback_decay`` (in steps; 0 keeps the gain constant) lets the gain fall
-    as ``floor_feedback / (1 + step / floor_feedback_decay)``, so that the floor settles
-    instead of chasing each batch to the end of training.
+    when counterfactuals score above normal, up when below, within ``floor_range``, the normal
+    logits' quantiles (default: the 5th to the 95th percentile; ``(0.0, 0.95)`` lets the floor
+    reach the lowest normal logit, never below it). The other losses hold counterfactuals a
+    little above any fixed target; with the feedback phi ranks them, on the training data,
+    neither above nor below normal images. ``floor_feedback_decay`` (in steps; 0 keeps the
+    gain constant) lets the gain fall as ``floor_feedback / (1 + step /
+    floor_feedback_decay)``, so that the floor settles instead of chasing each batch to the
+    end of training.
 
     ``normal_quantile_targets`` (with ``phi_loss="logit"``) gives each flagged input's
     alpha = 0 counterfactuals of concept k, in a batch, the normal images' logits as targets
@@ -90,6 +92,7 @@ class GeneratorConfig:
     phi_loss: str = "bce"
     floor_feedback: float = 0.0
     floor_feedback_decay: float = 0.0
+    floor_range: Tuple[float, float] = (0.05, 0.95)
     normal_quantile_targets: bool = False
     floor_per_concept: bool = False
     ema_decay: float = 0.0
@@ -124,6 +127,12 @@ class GeneratorConfig:
         if self.floor_feedback_decay < 0:
             raise ValueError(
                 f"floor_feedback_decay must be nonnegative, got {self.floor_feedback_decay}."
+            )
+        low, high = self.floor_range
+        if not 0.0 <= low < high <= 1.0:
+            raise ValueError(
+                "floor_range is two quantiles of the normal logits, low < high in [0, 1], got "
+                f"{self.floor_range}."
             )
         if self.floor_feedback > 0 and self.phi_loss != "logit":
             raise ValueError(
@@ -170,7 +179,7 @@ class GeneratorConfig:
                 f"unknown GeneratorConfig fields {unknown}; was it saved by a newer captum_cfx?"
             )
         data = dict(data)
-        for key in ("widths", "betas", "concept_routes"):
+        for key in ("widths", "betas", "concept_routes", "floor_range"):
             if key in data:
                 data[key] = tuple(data[key])
         return cls(**data)

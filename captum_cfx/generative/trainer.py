@@ -114,9 +114,9 @@ class CounterfactualTrainer:
         phi_scale = detector.logit if config.phi_loss == "logit" else detector
         self.normal_scores = score_images(phi_scale, reference).float()  # (M,)
         self.normal_median = float(self.normal_scores.median())
-        # floor_feedback moves the floor within the normal images' 5th-95th percentile.
-        percentiles = torch.tensor([0.05, 0.95], device=self.normal_scores.device)
-        low, high = self.normal_scores.quantile(percentiles).tolist()
+        # floor_feedback moves the floor between these quantiles of the normal images' scores.
+        levels = torch.tensor(config.floor_range, device=self.normal_scores.device)
+        low, high = self.normal_scores.quantile(levels).tolist()
         self.floor_range = (low, high)
         # One floor per concept; they stay equal unless floor_per_concept moves each alone.
         self.floors = [self.normal_median] * n_concepts
