@@ -209,10 +209,11 @@ def test_floor_range_sets_the_quantiles_the_floor_moves_between():
     low, high = wide.floor_range
     assert low == pytest.approx(float(logits.min()))
     assert high == pytest.approx(float(logits.quantile(0.95)))
-    # All above normal, far below the 5th percentile: down to the lowest normal logit, no further.
-    assert wide._moved(low + 0.01, 1.0) == pytest.approx(low)
     assert low < float(logits.quantile(0.05))
-    for bad in [(0.5, 0.5), (-0.1, 0.9), (0.1, 1.2)]:
+    # Every counterfactual above normal: a floor just above the lowest normal logit moves down
+    # to it (by the gain's 0.05 at most) and no further.
+    assert wide._moved(low + 0.01, 1.0) == pytest.approx(low)
+    for bad in [(0.5, 0.5), (-0.1, 0.9), (0.1, 1.2), (0.0, 0.5, 0.9)]:
         with pytest.raises(ValueError, match="floor_range"):
             GeneratorConfig(floor_range=bad)
     restored = GeneratorConfig.from_dict({"floor_range": [0.0, 0.95]})

@@ -128,8 +128,7 @@ class GeneratorConfig:
             raise ValueError(
                 f"floor_feedback_decay must be nonnegative, got {self.floor_feedback_decay}."
             )
-        low, high = self.floor_range
-        if not 0.0 <= low < high <= 1.0:
+        if len(self.floor_range) != 2 or not 0.0 <= self.floor_range[0] < self.floor_range[1] <= 1:
             raise ValueError(
                 "floor_range is two quantiles of the normal logits, low < high in [0, 1], got "
                 f"{self.floor_range}."
