@@ -18,6 +18,7 @@ from pathlib import Path
 
 from paper_tables import (
     RESULTS,
+    cell_stem,
     grid_arguments,
     held_out_normals,
     mnist_detector,
@@ -48,7 +49,7 @@ def main() -> None:
             detector_train, _ = held_out_normals(c_train, args.reference_share, args.seed)
             detector = mnist_detector(name, detector_train, strokes, args)
             explainer = CounterfactualAnomalyExplainer.load(
-                args.explainers / f"mnist_{name}_digit{digit}", detector
+                args.explainers / cell_stem(name, args.seed, digit), detector
             )
             test_scores = score_images(detector, c_test.images)
             normal_scores = test_scores[c_test.targets == 0]

@@ -200,6 +200,13 @@ def colored_detector(name: str, train: LabeledImages, args) -> nn.Module:
     )
 
 
+def cell_stem(detector: str, seed: int, digit: Optional[int] = None) -> str:
+    """The file name (no suffix) of a cell's figure and saved explainer: the MNIST cell of
+    normal ``digit``, else the Colored-MNIST cell; the seed keeps seeds in one folder apart."""
+    cell = f"mnist_{detector}_digit{digit}" if digit is not None else f"colored_mnist_{detector}"
+    return f"{cell}_seed{seed}"
+
+
 def held_out_normals(
     data: LabeledImages, share: float, seed: int
 ) -> Tuple[LabeledImages, Optional[LabeledImages]]:
@@ -242,8 +249,8 @@ def mnist_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List[D
                 configs[name],
                 args.steps,
                 args.seed,
-                args.figures and args.figures / f"mnist_{name}_digit{digit}.png",
-                args.explainers and args.explainers / f"mnist_{name}_digit{digit}",
+                args.figures and args.figures / f"{cell_stem(name, args.seed, digit)}.png",
+                args.explainers and args.explainers / cell_stem(name, args.seed, digit),
                 reference,
             )
             cell["train_seconds"] = detector_seconds + cell["fit_seconds"]
@@ -314,8 +321,8 @@ def colored_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List
             configs[name],
             args.colored_steps,
             args.seed,
-            args.figures and args.figures / f"colored_mnist_{name}.png",
-            args.explainers and args.explainers / f"colored_mnist_{name}",
+            args.figures and args.figures / f"{cell_stem(name, args.seed)}.png",
+            args.explainers and args.explainers / cell_stem(name, args.seed),
         )
         cell["train_seconds"] = detector_seconds + cell["fit_seconds"]
         anomalies, flagged = test.anomalous(), cell["flagged"]

@@ -78,7 +78,7 @@ def test_a_held_out_reference_not_the_training_images_sets_the_floor_and_its_ran
         training_median = float(trainer.detector(normal).median())
     assert abs(trainer.floor - float(held_out.median())) < 1e-4
     assert trainer.floor > training_median + 0.2
-    low, high = trainer.floor_range
+    low, high = trainer.floor_bounds
     assert float(held_out.min()) - 1e-4 <= low < high <= float(held_out.max()) + 1e-4
 
 
@@ -184,7 +184,7 @@ def test_floor_feedback_moves_the_floor_by_the_batch_normality_auroc_minus_one_h
     trainer = _trainer(False, normal, phi_loss="logit", floor_feedback=0.1)
     with torch.no_grad():
         logits = trainer.detector.logit(normal).float()
-    low, high = trainer.floor_range
+    low, high = trainer.floor_bounds
     assert (low, high) == pytest.approx(logits.quantile(torch.tensor([0.05, 0.95])).tolist())
     median = trainer.normal_median
     assert low < median < high and trainer.floor == median
@@ -206,7 +206,7 @@ def test_floor_range_sets_the_quantiles_the_floor_moves_between():
     wide = _trainer(False, normal, phi_loss="logit", floor_feedback=0.1, floor_range=(0.0, 0.95))
     with torch.no_grad():
         logits = wide.detector.logit(normal).float()
-    low, high = wide.floor_range
+    low, high = wide.floor_bounds
     assert low == pytest.approx(float(logits.min()))
     assert high == pytest.approx(float(logits.quantile(0.95)))
     assert low < float(logits.quantile(0.05))

@@ -117,7 +117,7 @@ class CounterfactualTrainer:
         # floor_feedback moves the floor between these quantiles of the normal images' scores.
         levels = torch.tensor(config.floor_range, device=self.normal_scores.device)
         low, high = self.normal_scores.quantile(levels).tolist()
-        self.floor_range = (low, high)
+        self.floor_bounds = (low, high)  # config.floor_range's quantiles, on phi's scale
         # One floor per concept; they stay equal unless floor_per_concept moves each alone.
         self.floors = [self.normal_median] * n_concepts
         self.step = 0
@@ -337,7 +337,7 @@ class CounterfactualTrainer:
         gain = cfg.floor_feedback
         if cfg.floor_feedback_decay > 0:
             gain /= 1 + self.step / cfg.floor_feedback_decay
-        low, high = self.floor_range
+        low, high = self.floor_bounds
         return min(max(floor - gain * (auroc - 0.5), low), high)
 
     def _calibrated(self, logit_view: Tensor, images: Tensor) -> Tensor:
