@@ -271,6 +271,22 @@ def test_fit_warns_when_the_counterfactuals_are_not_normal_and_names_the_cause(d
         )
 
 
+class AlwaysFlagged(nn.Module):
+    """phi = sigmoid(1 + mean(x)) > 0.73: a detector that flags its normal images too."""
+
+    def forward(self, x):
+        return torch.sigmoid(1 + x.mean((1, 2, 3)))
+
+
+def test_fit_warns_when_phi_flags_the_normal_images_themselves(data):
+    normal, anomalous = data
+    with pytest.warns(FitWarning, match="flags 100% of the normal images it was given") as caught:
+        CounterfactualAnomalyExplainer(config=TINY).fit(
+            AlwaysFlagged(), [normal], outlier_loader=[anomalous], steps=3, progress=False
+        )
+    assert "shift, blur and noise" not in str(caught[0].message)  # the views are not the cause
+
+
 def test_fit_does_not_judge_without_flagged_outliers(data):
     normal, _ = data
     with warnings.catch_warnings():
