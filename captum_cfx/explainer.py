@@ -211,10 +211,10 @@ class CounterfactualAnomalyExplainer(Attribution):
         if false_alarms >= 0.5:
             cause = (
                 f"phi itself flags {false_alarms:.0%} of the normal images it was given, as "
-                "they are: at its 0.5 threshold normal images are not normal to it, so neither "
-                "can their like be (train the detector until it passes its own normal images, "
-                "e.g. for more epochs, or give fit scores whose 0.5 separates normal from "
-                "anomalous). "
+                "they are: at its 0.5 threshold normal images are not normal to it, so "
+                "counterfactuals that look like them cannot be either (train the detector "
+                "until it passes its own normal images, e.g. for more epochs, or give fit "
+                "scores whose 0.5 separates normal from anomalous). "
             )
         elif view_false_alarms >= 0.5:
             cause = (
