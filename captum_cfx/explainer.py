@@ -205,9 +205,12 @@ class CounterfactualAnomalyExplainer(Attribution):
         valid = validity(score_images(phi, self.counterfactuals(flagged).flatten(0, 1)))
         if valid >= MIN_VALIDITY:
             return
+
+        def flagged_share(images: Tensor) -> float:
+            return 1 - validity(score_images(phi, images))
+
         normal_sample = random_subset(normal, 512, rng)
-        false_alarms = 1 - validity(score_images(phi, normal_sample))
-        view_false_alarms = 1 - validity(score_images(phi, robust_view(normal_sample, rng, noise)))
+        false_alarms = flagged_share(normal_sample)
         if false_alarms >= 0.5:
             cause = (
                 f"phi itself flags {false_alarms:.0%} of the normal images it was given, as "
@@ -216,15 +219,16 @@ class CounterfactualAnomalyExplainer(Attribution):
                 "until it passes its own normal images, e.g. for more epochs, or give fit "
                 "scores whose 0.5 separates normal from anomalous). "
             )
-        elif view_false_alarms >= 0.5:
-            cause = (
-                f"phi itself flags {view_false_alarms:.0%} of the normal images after the small "
-                "shift, blur and noise under which L_phi scores counterfactuals, which leaves G "
-                "few edits that phi accepts (a detector trained on such views, as "
-                "train_detector(..., augment=True) trains one, does not flag them). "
-            )
         else:
-            cause = ""
+            view_false_alarms = flagged_share(robust_view(normal_sample, rng, noise))
+            cause = (
+                f"phi itself flags {view_false_alarms:.0%} of the normal images after the "
+                "small shift, blur and noise under which L_phi scores counterfactuals, which "
+                "leaves G few edits that phi accepts (a detector trained on such views, as "
+                "train_detector(..., augment=True) trains one, does not flag them). "
+                if view_false_alarms >= 0.5
+                else ""
+            )
         warnings.warn(
             f"only {valid:.0%} of the counterfactuals of the {len(flagged)} training outliers "
             f"phi flags score below 0.5: the explanations are not normal yet. {cause}"
