@@ -14,7 +14,7 @@ Writes ``benchmarks/results/paper_tables.json``.
 
     python benchmarks/paper_tables.py [--classes 0 1 ...] [--detectors bce hsc dsvdd]
         [--datasets mnist colored_mnist] [--steps 1000] [--colored-steps 1200]
-        [--colored-config JSON] [--detector-config JSON] [--detector-augment]
+        [--colored-config JSON] [--detector-config JSON] [--detector-augment [shift]]
         [--patch-outliers] [--quick] [--figures DIR] [--explainers DIR] [--out FILE]
     python benchmarks/paper_tables.py --merge A.json B.json --out FILE   # join partial runs
     python benchmarks/paper_tables.py --merge A.json B.json --into T.json --out FILE   # update T
@@ -616,8 +616,13 @@ def grid_arguments(parser: argparse.ArgumentParser, classes: List[int]) -> None:
     parser.add_argument("--detector-epochs", type=int, default=30)
     parser.add_argument(
         "--detector-augment",
-        action="store_true",
-        help="train the detectors on robust views (train_detector's augment)",
+        nargs="?",
+        const=True,
+        default=False,
+        choices=[True, "shift"],
+        metavar="shift",
+        help="train the detectors on robust views, or with 'shift' on their shift alone "
+        "(train_detector's augment)",
     )
     parser.add_argument(
         "--patch-outliers",

@@ -9,10 +9,10 @@ flags (phi >= 0.5) and phi's median logit: as they are, under the full view, and
 of its parts alone. Writes ``benchmarks/results/robust_views.json``.
 
     python benchmarks/robust_views.py [--classes 0 8 1] [--detectors bce hsc dsvdd]
-        [--datasets mnist colored_mnist] [--detector-augment] [--out FILE]
+        [--datasets mnist colored_mnist] [--detector-augment [shift]] [--out FILE]
 
 ``--detector-augment`` trains the detectors on those same views
-(``train_detector(augment=True)``).
+(``train_detector(augment=True)``), ``--detector-augment shift`` on the shift alone.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from captum_cfx import GeneratorConfig, as_detector
 from captum_cfx.data import colored_mnist, load_mnist, one_vs_rest, random_strokes
-from captum_cfx.generative.augment import box_blur, random_shift, robust_view
+from captum_cfx.generative.augment import box_blur, robust_view, shift_view
 from captum_cfx.generative.networks import leaky_clamp
 
 RESULTS = Path(__file__).parent / "results"
@@ -41,7 +41,7 @@ def views(generator: torch.Generator) -> Dict[str, Callable[[Tensor], Tensor]]:
     return {
         "as is": lambda x: x,
         "robust view": lambda x: robust_view(x, generator, NOISE),
-        "shift <= 2 px": lambda x: random_shift(x, 2, generator),
+        "shift <= 2 px": lambda x: shift_view(x, generator),
         "blur": box_blur,
         "noise": lambda x: leaky_clamp(x + NOISE * torch.randn(x.shape, generator=generator)),
     }

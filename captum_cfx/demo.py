@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Literal, Optional, Union
 
 import torch
 from captum.attr import IntegratedGradients, Saliency
@@ -56,7 +56,7 @@ def colored_mnist_detector(
     seed: int = 0,
     device: Union[str, torch.device, None] = None,
     progress: bool = True,
-    augment: bool = False,
+    augment: Union[bool, Literal["shift"]] = False,
 ) -> ReferenceDetector:
     """A reference detector for Colored-MNIST. Outlier exposure: 4,000 palette-coloured pen
     strokes and 2,000 normal digits with pasted palette-coloured patches; neither shares a

@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from captum_cfx import as_detector, train_detector
 from captum_cfx.detectors import DETECTORS, DSVDDDetector, FCDDDetector
-from captum_cfx.generative.augment import robust_view
+from captum_cfx.generative.augment import robust_view, shift_view
 
 
 def auroc(normal: torch.Tensor, anomalous: torch.Tensor) -> float:
@@ -92,16 +92,23 @@ def centred_squares(n: int, seed: int, size: int = 16) -> torch.Tensor:
     return x
 
 
-def test_augment_trains_dsvdd_to_accept_shifted_and_blurred_normal_images():
+@pytest.mark.parametrize("augment, view", [(True, robust_view), ("shift", shift_view)])
+def test_augment_trains_dsvdd_to_accept_its_views_of_normal_images(augment, view):
     normal = DataLoader(TensorDataset(centred_squares(128, seed=1)), batch_size=32, shuffle=True)
     test_normal = centred_squares(64, seed=2)
     corner = test_normal.clone()
     corner[:, :, 1:4, 1:4] = 0.9  # a second square: anomalous
-    views = robust_view(test_normal, torch.Generator().manual_seed(0))
+    views = view(test_normal, torch.Generator().manual_seed(0))
     flagged = {}
-    for augment in (False, True):
-        detector = train_detector("dsvdd", normal, epochs=8, augment=augment, progress=False)
+    for trained_on in (False, augment):
+        detector = train_detector("dsvdd", normal, epochs=8, augment=trained_on, progress=False)
         with torch.no_grad():
-            flagged[augment] = float((detector(views) >= 0.5).float().mean())
+            flagged[trained_on] = float((detector(views) >= 0.5).float().mean())
             assert auroc(detector(test_normal), detector(corner)) > 0.9
-    assert flagged[False] > 0.5 and flagged[True] < flagged[False] - 0.3, flagged
+    assert flagged[False] > 0.5 and flagged[augment] < flagged[False] - 0.3, flagged
+
+
+def test_train_detector_rejects_an_unknown_augmentation():
+    normal = DataLoader(TensorDataset(centred_squares(8, seed=1)), batch_size=8)
+    with pytest.raises(ValueError, match="augment must be False, True or 'shift'"):
+        train_detector("dsvdd", normal, augment="blur", progress=False)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any, Iterable, Iterator, Optional, Union
+from typing import Any, Iterable, Iterator, Literal, Optional, Union
 
 import torch
 from torch import Tensor
@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from captum_cfx._validation import check_images
 from captum_cfx.detectors.adapter import iterate_images
 from captum_cfx.detectors.reference import DETECTORS, DSVDDDetector, ReferenceDetector
-from captum_cfx.generative.augment import robust_view
+from captum_cfx.generative.augment import robust_view, shift_view
 
 
 def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
@@ -37,7 +37,7 @@ def train_detector(
     weight_decay: float = 1e-6,
     device: Union[str, torch.device, None] = None,
     seed: int = 0,
-    augment: bool = False,
+    augment: Union[bool, Literal["shift"]] = False,
     progress: bool = True,
 ) -> ReferenceDetector:
     """Train a reference detector.
@@ -56,7 +56,9 @@ def train_detector(
             a 3x3 blur for half the images, noise), the view under which the explainer's
             L_phi scores counterfactuals. Without it a detector can flag most normal images
             after a shift no person would notice, which leaves the explainer no edit that
-            phi accepts (benchmarks/RESULTS.md, robust views).
+            phi accepts (benchmarks/RESULTS.md, robust views). ``"shift"``: the shift
+            alone (:func:`~captum_cfx.generative.augment.shift_view`), so that the detector
+            does not learn to accept blurred images.
         progress: show a tqdm bar with the loss.
 
     Returns:
@@ -70,6 +72,8 @@ def train_detector(
             f"the {name!r} detector is trained with outlier exposure: pass outlier_loader "
             "(e.g. captum_cfx.data.random_strokes), or use 'dsvdd', which needs normal data only."
         )
+    if augment not in (False, True, "shift"):
+        raise ValueError(f"augment must be False, True or 'shift', got {augment!r}.")
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}.")
     device = resolve_device(device)
@@ -83,8 +87,11 @@ def train_detector(
     outliers = _cycle(outlier_loader) if outlier_loader is not None else itertools.repeat(None)
     views = torch.Generator().manual_seed(seed)
 
+    augmentation = {True: robust_view, "shift": shift_view}.get(augment)
+
     def view(x: Tensor) -> Tensor:
-        return robust_view(x.to(device), views) if augment else x.to(device)
+        x = x.to(device)
+        return x if augmentation is None else augmentation(x, views)
 
     bar = tqdm(range(epochs), desc=f"train {name}", disable=not progress)
     for _ in bar:

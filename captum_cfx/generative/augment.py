@@ -4,7 +4,7 @@
 images alike before D, which keeps a discriminator on small data from memorising.
 ``robust_view`` is the expectation over transformations applied before phi in L_phi: a
 counterfactual must stay normal under a small shift, blur and noise, which a one-pixel
-adversarial edit does not.
+adversarial edit does not. ``shift_view`` is its shift alone.
 """
 
 from __future__ import annotations
@@ -47,10 +47,20 @@ def box_blur(x: Tensor) -> Tensor:
     return F.avg_pool2d(F.pad(x, [1] * 4, mode="replicate"), 3, stride=1)
 
 
+#: The largest shift, in pixels, of ``robust_view`` and ``shift_view``.
+VIEW_SHIFT = 2
+
+
+def shift_view(x: Tensor, generator: torch.Generator) -> Tensor:
+    """A random shift by up to ``VIEW_SHIFT`` pixels, zero filled: ``robust_view`` without
+    its blur and noise."""
+    return random_shift(x, VIEW_SHIFT, generator)
+
+
 def robust_view(x: Tensor, generator: torch.Generator, noise: float = 0.03) -> Tensor:
-    """A random shift by up to 2 pixels, a 3x3 box blur for half the images, Gaussian noise,
-    leaky-clamped back to [0, 1]."""
-    x = random_shift(x, 2, generator)
+    """A random shift by up to ``VIEW_SHIFT`` pixels, a 3x3 box blur for half the images,
+    Gaussian noise, leaky-clamped back to [0, 1]."""
+    x = shift_view(x, generator)
     blur = torch.rand(len(x), generator=generator) < 0.5
     x = torch.where(blur[:, None, None, None].to(x.device), box_blur(x), x)
     return leaky_clamp(x + noise * torch.randn(x.shape, generator=generator).to(x))
