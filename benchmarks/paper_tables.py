@@ -15,7 +15,8 @@ Writes ``benchmarks/results/paper_tables.json``.
     python benchmarks/paper_tables.py [--classes 0 1 ...] [--detectors bce hsc dsvdd]
         [--datasets mnist colored_mnist] [--steps 1000] [--colored-steps 1200]
         [--colored-config JSON] [--detector-config JSON] [--detector-augment [shift]]
-        [--patch-outliers] [--quick] [--figures DIR] [--explainers DIR] [--out FILE]
+        [--patch-outliers] [--stroke-outliers] [--quick] [--figures DIR] [--explainers DIR]
+        [--out FILE]
     python benchmarks/paper_tables.py --merge A.json B.json --out FILE   # join partial runs
     python benchmarks/paper_tables.py --merge A.json B.json --into T.json --out FILE   # update T
     python benchmarks/paper_tables.py --table [--out FILE]              # the RESULTS.md table
@@ -46,6 +47,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from captum_cfx import CounterfactualAnomalyExplainer, GeneratorConfig, train_detector
 from captum_cfx.data import (
     LabeledImages,
+    added_strokes,
     colored_mnist,
     load_mnist,
     one_vs_rest,
@@ -171,11 +173,14 @@ def mnist_detector(name: str, train: LabeledImages, strokes: LabeledImages, args
     """Detector ``name`` trained on ``train``'s normal images (one-vs-rest MNIST) with the
     grid's ``--detector-epochs``, ``--seed`` and ``--detector-augment``. Outlier exposure:
     the random ``strokes`` (M, 1, H, W), plus, with ``--patch-outliers``, 2,000 normal
-    training images with pasted patches (as the Colored-MNIST detector has)."""
-    outliers: Dataset = strokes
+    training images with pasted patches (as the Colored-MNIST detector has), and with
+    ``--stroke-outliers`` 2,000 with pen strokes drawn over them."""
+    extra = []
     if args.patch_outliers:
-        patches = pasted_patches(train.normal().images, 2000, seed=args.seed + 2)
-        outliers = TensorDataset(torch.cat([strokes.images, patches.images]))
+        extra.append(pasted_patches(train.normal().images, 2000, seed=args.seed + 2).images)
+    if args.stroke_outliers:
+        extra.append(added_strokes(train.normal().images, 2000, seed=args.seed + 3).images)
+    outliers: Dataset = TensorDataset(torch.cat([strokes.images, *extra])) if extra else strokes
     return train_detector(
         name,
         DataLoader(train.normal(), batch_size=128, shuffle=True),
@@ -268,6 +273,7 @@ def mnist_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List[D
                 "steps": args.steps,
                 "detector_augment": args.detector_augment,
                 "patch_outliers": args.patch_outliers,
+                "stroke_outliers": args.stroke_outliers,
                 "reference_share": args.reference_share,
                 "fid_features": "digit CNN trained on the MNIST training split (10 classes)",
                 "config": configs[name].to_dict(),
@@ -511,13 +517,14 @@ def _pooled_disentanglement(group: List[Dict]) -> Dict:
 
 def _setting(row: Dict) -> tuple:
     """What must agree for rows to be pooled (rows from before ``--detector-augment``,
-    ``--patch-outliers`` and ``--reference-share`` were trained without them; configuration
-    fields added since a row was written take their defaults)."""
+    ``--patch-outliers``, ``--stroke-outliers`` and ``--reference-share`` were trained without
+    them; configuration fields added since a row was written take their defaults)."""
     return (
         row["steps"],
         GeneratorConfig.from_dict(row["config"]),
         row.get("detector_augment", False),
         row.get("patch_outliers", False),
+        row.get("stroke_outliers", False),
         row.get("reference_share", 0.0),
     )
 
@@ -628,6 +635,11 @@ def grid_arguments(parser: argparse.ArgumentParser, classes: List[int]) -> None:
         "--patch-outliers",
         action="store_true",
         help="MNIST: add normal images with pasted patches to the outlier exposure",
+    )
+    parser.add_argument(
+        "--stroke-outliers",
+        action="store_true",
+        help="MNIST: add normal images with pen strokes drawn over them to the outlier exposure",
     )
     parser.add_argument("--seed", type=int, default=0)
 

@@ -7,6 +7,7 @@ import torch
 
 from captum_cfx.data import (
     DEFAULT_PALETTE,
+    added_strokes,
     colored_mnist,
     load_cifar10,
     load_mnist,
@@ -93,3 +94,20 @@ def test_pasted_patches_add_solid_blobs_to_normal_images():
     painted = (out.images.amax(1) > 0).float().sum((1, 2))
     assert (painted >= 4).all() and (painted < 0.3 * 28 * 28).all()
     assert torch.equal(pasted_patches(normal, 12, palette=palette, seed=1).images, out.images)
+
+
+def test_added_strokes_draw_pen_strokes_over_normal_images():
+    normal = torch.zeros(6, 1, 28, 28)
+    normal[:, :, 8:20, 12:15] = 1.0  # a 1
+    out = added_strokes(normal, 16, seed=2)
+    assert out.images.shape == (16, 1, 28, 28) and out.targets.eq(1).all()
+    assert (out.images >= normal[:1]).all() and float(out.images.max()) <= 1
+    added = ((out.images - normal[:1]) > 0.3).float().sum((1, 2, 3))
+    assert (added >= 5).all() and (added < 0.3 * 28 * 28).all()  # a stroke, not a fill
+    assert torch.equal(added_strokes(normal, 16, seed=2).images, out.images)
+    palette = torch.tensor([[0.0, 1.0, 1.0]])
+    colored = added_strokes(normal.expand(-1, 3, -1, -1), 4, palette=palette, seed=2).images
+    assert torch.equal(colored[:, 0], normal[:4, 0])  # cyan strokes leave red as it was
+    assert (colored[:, 1] > normal[:4, 0]).any()
+    with pytest.raises(ValueError, match="non-empty batch"):
+        added_strokes(normal[:0], 4)

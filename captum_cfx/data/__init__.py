@@ -6,12 +6,13 @@ from captum_cfx.data.colored import DEFAULT_PALETTE, colored_mnist
 from captum_cfx.data.dataset import LabeledImages, default_data_root
 from captum_cfx.data.folder import load_image_folder
 from captum_cfx.data.mnist import load_mnist
-from captum_cfx.data.outliers import pasted_patches, random_strokes
+from captum_cfx.data.outliers import added_strokes, pasted_patches, random_strokes
 from captum_cfx.data.splits import one_vs_rest
 
 __all__ = [
     "DEFAULT_PALETTE",
     "LabeledImages",
+    "added_strokes",
     "colored_mnist",
     "default_data_root",
     "load_cifar10",
