@@ -129,7 +129,10 @@ def added_strokes(
     ``pasted_patches`` teaches a detector that a solid blob does not make an image normal; a
     stroke in the pen's own style (a bar under an 8, arcs above and below a 3) is the
     shortcut that stays open, and a counterfactual generator finds it. A detector trained
-    against these learns that such an addition does not make an image normal either.
+    against these learns that such an addition does not make an image normal either, but a
+    stroke over a normal image can leave it normal (a longer tail on a 2), so it may also
+    learn to flag part of the normal class: check its false alarms (benchmarks/RESULTS.md,
+    run 30).
 
     Args:
         images: normal images (M, C, H, W) in [0, 1] to draw on (drawn with replacement).
