@@ -111,3 +111,5 @@ def test_added_strokes_draw_pen_strokes_over_normal_images():
     assert (colored[:, 1] > normal[:4, 0]).any()
     with pytest.raises(ValueError, match="non-empty batch"):
         added_strokes(normal[:0], 4)
+    with pytest.raises(ValueError, match="max_strokes must be at least 1"):
+        added_strokes(normal, 4, max_strokes=0)

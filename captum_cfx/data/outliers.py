@@ -47,6 +47,8 @@ def random_strokes(
         raise ValueError(f"channels must be 1 or 3, got {channels}.")
     if n < 1 or size < 8:
         raise ValueError(f"need n >= 1 and size >= 8, got n={n}, size={size}.")
+    if max_strokes < 1:
+        raise ValueError(f"max_strokes must be at least 1, got {max_strokes}.")
     rng = np.random.default_rng(seed)
     lo, hi = int(0.15 * size), int(0.85 * size) - 1
     pen = disk(1)
