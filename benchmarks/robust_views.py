@@ -28,7 +28,7 @@ from provenance import provenance, write_json
 from torch import Tensor, nn
 
 from captum_cfx import GeneratorConfig, as_detector
-from captum_cfx.data import colored_mnist, load_mnist, one_vs_rest, random_strokes
+from captum_cfx.data import LabeledImages, colored_mnist, load_mnist, one_vs_rest, random_strokes
 from captum_cfx.generative.augment import box_blur, robust_view, shift_view
 from captum_cfx.generative.networks import leaky_clamp
 
@@ -60,8 +60,9 @@ def measure(detector: nn.Module, normal: Tensor, seed: int) -> Dict[str, Dict[st
     return {"flagged": flagged, "median_logit": median_logit}
 
 
-def rows_for(args) -> List[Dict]:
-    """One row per data set, normal class and detector."""
+def detector_rows(args, measure: Callable[[nn.Module, LabeledImages], Dict]) -> List[Dict]:
+    """One row per data set, normal class and detector of the grid ``args``: each detector
+    trained as ``paper_tables.py`` trains it, then ``measure(detector, test split)``."""
     rows = []
     if "mnist" in args.datasets:
         train, test = load_mnist(True), load_mnist(False)
@@ -69,8 +70,7 @@ def rows_for(args) -> List[Dict]:
         for digit in args.classes:
             c_train, c_test = one_vs_rest(train, digit), one_vs_rest(test, digit)
             for name in args.detectors:
-                detector = mnist_detector(name, c_train, strokes, args)
-                measured = measure(detector, c_test.normal().images, args.seed)
+                measured = measure(mnist_detector(name, c_train, strokes, args), c_test)
                 rows.append(
                     {"dataset": "mnist", "normal_class": digit, "detector": name, **measured}
                 )
@@ -78,8 +78,7 @@ def rows_for(args) -> List[Dict]:
     if "colored_mnist" in args.datasets:
         train, test = colored_mnist(True), colored_mnist(False)
         for name in args.detectors:
-            detector = colored_detector(name, train, args)
-            measured = measure(detector, test.normal().images, args.seed)
+            measured = measure(colored_detector(name, train, args), test)
             rows.append(
                 {"dataset": "colored_mnist", "normal_class": None, "detector": name, **measured}
             )
@@ -107,7 +106,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "robust_views.json")
     args = parser.parse_args()
     stamp = provenance()
-    rows = [{**row, "detector_augment": args.detector_augment, **stamp} for row in rows_for(args)]
+    rows = detector_rows(
+        args, lambda detector, test: measure(detector, test.normal().images, args.seed)
+    )
+    rows = [{**row, "detector_augment": args.detector_augment, **stamp} for row in rows]
     write_json(rows, args.out)
     print(markdown_table(rows))
 
