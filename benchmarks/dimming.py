@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict
 
 import torch
 from paper_tables import grid_arguments
 from provenance import provenance, write_json
-from robust_views import detector_rows
+from robust_views import detector_rows, grid_table
 from torch import Tensor, nn
 
 from captum_cfx import as_detector
@@ -53,21 +53,10 @@ def measure(detector: nn.Module, test: LabeledImages) -> Dict[str, Dict[str, flo
     return out
 
 
-def markdown_table(rows: List[Dict]) -> str:
-    """Per row: anomalies made normal / normal images flagged (%), per brightness factor."""
-    factors = [str(a) for a in FACTORS]
-    lines = [
-        "| data set | normal class | detector | " + " | ".join(f"x{a}" for a in factors) + " |",
-        "|---|---|---|" + "---|" * len(factors),
-    ]
-    for r in rows:
-        cells = " | ".join(
-            f"{100 * r[a]['anomalies_made_normal']:.0f} / {100 * r[a]['normal_flagged']:.0f}"
-            for a in factors
-        )
-        normal_class = "-" if r["normal_class"] is None else r["normal_class"]
-        lines.append(f"| {r['dataset']} | {normal_class} | {r['detector']} | {cells} |")
-    return "\n".join(lines)
+def dimmed_cell(row: Dict, factor: str) -> str:
+    """Anomalies made normal / normal images flagged (%) at brightness ``factor``."""
+    made_normal, flagged = row[factor]["anomalies_made_normal"], row[factor]["normal_flagged"]
+    return f"{100 * made_normal:.0f} / {100 * flagged:.0f}"
 
 
 def main() -> None:
@@ -79,7 +68,7 @@ def main() -> None:
     stamp = provenance()
     rows = [{**row, "seed": args.seed, **stamp} for row in detector_rows(args, measure)]
     write_json(rows, args.out)
-    print(markdown_table(rows))
+    print(grid_table(rows, [str(a) for a in FACTORS], dimmed_cell))
 
 
 if __name__ == "__main__":

@@ -86,15 +86,15 @@ def detector_rows(args, measure: Callable[[nn.Module, LabeledImages], Dict]) -> 
     return rows
 
 
-def markdown_table(rows: List[Dict]) -> str:
-    """Share flagged (%) per view, one line per row."""
-    names = list(rows[0]["flagged"])
+def grid_table(rows: List[Dict], columns: List[str], cell: Callable[[Dict, str], str]) -> str:
+    """A markdown table of ``detector_rows``' rows: data set, normal class, detector, then
+    ``cell(row, column)`` under each of ``columns``."""
     lines = [
-        "| data set | normal class | detector | " + " | ".join(names) + " |",
-        "|---|---|---|" + "---|" * len(names),
+        "| data set | normal class | detector | " + " | ".join(columns) + " |",
+        "|---|---|---|" + "---|" * len(columns),
     ]
     for r in rows:
-        cells = " | ".join(f"{100 * r['flagged'][n]:.0f}" for n in names)
+        cells = " | ".join(cell(r, c) for c in columns)
         normal_class = "-" if r["normal_class"] is None else r["normal_class"]
         lines.append(f"| {r['dataset']} | {normal_class} | {r['detector']} | {cells} |")
     return "\n".join(lines)
@@ -111,7 +111,7 @@ def main() -> None:
     )
     rows = [{**row, "detector_augment": args.detector_augment, **stamp} for row in rows]
     write_json(rows, args.out)
-    print(markdown_table(rows))
+    print(grid_table(rows, list(rows[0]["flagged"]), lambda r, v: f"{100 * r['flagged'][v]:.0f}"))
 
 
 if __name__ == "__main__":
