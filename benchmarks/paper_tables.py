@@ -104,6 +104,17 @@ BATCH_AUROC_WINDOW = 250
 #: The digit oracle's reading of the counterfactuals (all K) of the flagged test anomalies
 #: on MNIST (``captum_cfx.metrics.digit_factors``); rows from before it was added lack them.
 ORACLE = ("oracle_to_normal", "oracle_kept", "oracle_patch")
+#: A Colored-MNIST run's diagnostics, which do not pool: a merged row keeps them run by run.
+RUN_DIAGNOSTICS = (
+    "normality_auroc_by_concept",
+    "normality_auroc_batches_at_end",
+    "normality_auroc_train",
+    "normal_shift_auroc",
+    "normality_auroc_average_batches_at_end",
+    "normality_auroc_of_normal_modes",
+    "floor_at_end",
+    "floors_at_end",
+)
 
 
 def measure(
@@ -444,7 +455,8 @@ def per_detector(config: GeneratorConfig, args) -> Dict[str, GeneratorConfig]:
 def merge_rows(rows: List[Dict]) -> List[Dict]:
     """Join rows of the same data set and detector (other normal classes or seeds, same
     steps and configuration) into one, pooling their mean +- std (and Colored-MNIST's oracle
-    tables: :func:`_pooled_disentanglement`); others pass through."""
+    tables: :func:`_pooled_disentanglement`; its :data:`RUN_DIAGNOSTICS` run by run in
+    ``diagnostics_runs``); others pass through."""
     groups: Dict[tuple, List[Dict]] = {}
     for row in rows:
         groups.setdefault((row["dataset"], row["detector"]), []).append(row)
@@ -463,13 +475,14 @@ def merge_rows(rows: List[Dict]) -> List[Dict]:
                 )
         merged.append(
             {
-                **first,
+                **{key: value for key, value in first.items() if key not in RUN_DIAGNOSTICS},
                 **{
                     key: pooled_mean_std([(r[key], r["n_runs"]) for r in group])
                     for key in SUMMARISED
                 },
                 **_pooled_oracle(group),
                 **_pooled_disentanglement(group),
+                **_diagnostics_by_run(group),
                 "n_runs": sum(r["n_runs"] for r in group),
                 **(
                     {"normal_classes": [c for r in group for c in r["normal_classes"]]}
@@ -478,6 +491,7 @@ def merge_rows(rows: List[Dict]) -> List[Dict]:
                 ),
                 "command": " ; ".join(r["command"] for r in group),
                 "date": max(r["date"] for r in group),
+                "machine": " ; ".join(dict.fromkeys(r["machine"] for r in group)),
             }
         )
     return merged
@@ -513,6 +527,17 @@ def _pooled_disentanglement(group: List[Dict]) -> Dict:
         for concept, table in runs[0].items()
     }
     return {"disentanglement": mean, "disentanglement_runs": runs}
+
+
+def _diagnostics_by_run(group: List[Dict]) -> Dict:
+    """The :data:`RUN_DIAGNOSTICS` of each run (seed) of ``group``, in order, as
+    ``diagnostics_runs``; nothing for rows without them (MNIST's)."""
+    runs = [
+        run
+        for r in group
+        for run in r.get("diagnostics_runs", [{k: r[k] for k in RUN_DIAGNOSTICS if k in r}])
+    ]
+    return {"diagnostics_runs": runs} if any(runs) else {}
 
 
 def _setting(row: Dict) -> tuple:
