@@ -60,9 +60,9 @@ def measure(detector: nn.Module, normal: Tensor, seed: int) -> Dict[str, Dict[st
     return {"flagged": flagged, "median_logit": median_logit}
 
 
-def detector_rows(args, measure: Callable[[nn.Module, LabeledImages], Dict]) -> List[Dict]:
+def detector_rows(args, measured_by: Callable[[nn.Module, LabeledImages], Dict]) -> List[Dict]:
     """One row per data set, normal class and detector of the grid ``args``: each detector
-    trained as ``paper_tables.py`` trains it, then ``measure(detector, test split)``."""
+    trained as ``paper_tables.py`` trains it, then ``measured_by(detector, test split)``."""
     rows = []
     if "mnist" in args.datasets:
         train, test = load_mnist(True), load_mnist(False)
@@ -70,7 +70,7 @@ def detector_rows(args, measure: Callable[[nn.Module, LabeledImages], Dict]) -> 
         for digit in args.classes:
             c_train, c_test = one_vs_rest(train, digit), one_vs_rest(test, digit)
             for name in args.detectors:
-                measured = measure(mnist_detector(name, c_train, strokes, args), c_test)
+                measured = measured_by(mnist_detector(name, c_train, strokes, args), c_test)
                 rows.append(
                     {"dataset": "mnist", "normal_class": digit, "detector": name, **measured}
                 )
@@ -78,7 +78,7 @@ def detector_rows(args, measure: Callable[[nn.Module, LabeledImages], Dict]) -> 
     if "colored_mnist" in args.datasets:
         train, test = colored_mnist(True), colored_mnist(False)
         for name in args.detectors:
-            measured = measure(colored_detector(name, train, args), test)
+            measured = measured_by(colored_detector(name, train, args), test)
             rows.append(
                 {"dataset": "colored_mnist", "normal_class": None, "detector": name, **measured}
             )
