@@ -74,7 +74,7 @@ def measure(detector: nn.Module, test: LabeledImages, seed: int) -> Dict:
                 "made_normal": float(normal.float().mean()),
                 "median_logit": float(edit_logit.median()),
             }
-            if "color" in anomalies.factors:
+            if "palette" in test.meta:
                 colour, names = anomalies.factors["color"], test.meta["color_names"]
                 out[name]["made_normal_by_colour"] = {
                     names[c]: float(normal[colour == c].float().mean())
