@@ -1,8 +1,13 @@
 """Benchmark: counterfactuals against heatmaps and per-image optimisation, on one detector.
 
-Uses the detector, the FCDD detector and the explainer that ``captum-cfx demo`` trained and
-saved (run the demo first; ``--demo-dir`` names its folder), on the flagged Colored-MNIST
-test anomalies, and measures:
+By default uses the BCE-OE detector, the FCDD detector and the explainer that ``captum-cfx
+demo`` trained and saved (run the demo first; ``--demo-dir`` names its folder). With
+``--explainer DIR --detector NAME --seed S`` it explains instead with an explainer that
+``paper_tables.py --explainers`` saved, and its cell's detector, trained again as
+``paper_tables.py`` trains it (``colored_mnist_detector``, 30 epochs, seed S; its test AuROC is
+recorded so that it can be matched to the cell's); the FCDD heatmaps still come from the
+demo's FCDD detector, trained on the same normal images. On the flagged Colored-MNIST test
+anomalies it measures:
 
 - faithfulness at equal change: phi, and phi's logit, after editing each anomaly by a mean
   per-pixel L1 budget, (a) along the counterfactual, x + t (cf - x), and by its own largest
@@ -15,9 +20,11 @@ test anomalies, and measures:
   penalty, as Alibi's ``Counterfactual`` does) with the same metrics and oracles;
 - milliseconds per explained image for every method, in one process.
 
-Writes ``benchmarks/results/heatmaps.json`` and ``heatmaps.png``.
+Writes ``benchmarks/results/heatmaps.json`` and ``heatmaps.png`` (``--out`` names the JSON;
+the figure takes its name with ``.png``).
 
     python benchmarks/heatmaps_vs_counterfactuals.py [--demo-dir captum_cfx_demo] [--n 64]
+        [--explainer DIR --detector {bce,hsc,dsvdd} [--seed 0]] [--out FILE]
 """
 
 from __future__ import annotations
@@ -29,12 +36,14 @@ from pathlib import Path
 
 import torch
 from captum.attr import GradientShap, IntegratedGradients, Occlusion, Saliency
-from provenance import provenance
+from provenance import provenance, write_json
 
 from captum_cfx import CounterfactualAnomalyExplainer
 from captum_cfx.data import colored_mnist
-from captum_cfx.detectors import BCEDetector, FCDDDetector
+from captum_cfx.demo import colored_mnist_detector
+from captum_cfx.detectors import DETECTORS, BCEDetector, FCDDDetector, score_images
 from captum_cfx.metrics import (
+    auroc,
     colored_mnist_factors,
     disentanglement,
     proximity,
@@ -75,13 +84,13 @@ def along(x: torch.Tensor, cf: torch.Tensor, budget: float) -> torch.Tensor:
 
 
 def wachter(
-    detector, x: torch.Tensor, steps: int = 100, l1: float = 0.5, lr: float = 0.02
+    phi, x: torch.Tensor, steps: int = 100, l1: float = 0.5, lr: float = 0.02
 ) -> torch.Tensor:
     """Per-image counterfactuals: minimise BCE(phi(x'), 0) + l1 |x' - x|_1 over the pixels."""
     z = x.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([z], lr=lr)
     for _ in range(steps):
-        loss = torch.nn.functional.softplus(detector.phi_logit(z.clamp(0, 1))).sum()
+        loss = torch.nn.functional.softplus(phi.logit(z.clamp(0, 1))).sum()
         loss = loss + l1 * (z - x).abs().sum((1, 2, 3)).mean()
         optimizer.zero_grad()
         loss.backward()
@@ -99,12 +108,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--demo-dir", type=Path, default=Path("captum_cfx_demo"))
     parser.add_argument("--n", type=int, default=64, help="flagged test anomalies to explain")
+    parser.add_argument(
+        "--explainer", type=Path, help="a folder saved by paper_tables.py --explainers"
+    )
+    parser.add_argument(
+        "--detector", choices=DETECTORS, help="with --explainer: the cell's detector"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="with --explainer: the cell's seed")
+    parser.add_argument("--out", type=Path, default=RESULTS / "heatmaps.json")
     args = parser.parse_args()
+    if (args.explainer is None) != (args.detector is None):
+        parser.error("--explainer and --detector go together")
     train, test = colored_mnist(True), colored_mnist(False)
-    detector = load_detector(BCEDetector, args.demo_dir / "detector_bce.pt")
+    if args.explainer is None:
+        detector = load_detector(BCEDetector, args.demo_dir / "detector_bce.pt")
+        explainer_dir = args.demo_dir / "explainer"
+    else:
+        detector = colored_mnist_detector(args.detector, train, seed=args.seed, progress=False)
+        explainer_dir = args.explainer
     fcdd = load_detector(FCDDDetector, args.demo_dir / "detector_fcdd.pt")
-    explainer = CounterfactualAnomalyExplainer.load(args.demo_dir / "explainer", detector=detector)
+    explainer = CounterfactualAnomalyExplainer.load(explainer_dir, detector=detector)
     phi = explainer.forward_func
+    detector_auroc = auroc(test.targets, score_images(phi, test.images))
     anomalies = test.anomalous()
     with torch.no_grad():
         flagged = (phi(anomalies.images) >= 0.5).nonzero()[:, 0][: args.n]
@@ -129,7 +154,7 @@ def main() -> None:
     }
     for name, method in methods.items():
         maps[name], ms[name] = timed(method, n)
-    wachter_cf, ms["Wachter (100 Adam steps)"] = timed(lambda: wachter(detector, x), n)
+    wachter_cf, ms["Wachter (100 Adam steps)"] = timed(lambda: wachter(phi, x), n)
 
     edits = {}  # method -> the edited images at each budget
     for k in range(cfs.shape[1]):
@@ -167,6 +192,9 @@ def main() -> None:
             }
     report = {
         **provenance(),
+        "detector": args.detector or "bce",
+        "explainer": str(explainer_dir),
+        "detector_auroc": detector_auroc,
         "n_images": n,
         "budgets_mean_l1": BUDGETS,
         "mean_phi_after_edit": curves,
@@ -177,8 +205,7 @@ def main() -> None:
         "ms_per_image": ms,
         "ms_ratio_to_counterfactuals": {name: value / ms_cf for name, value in ms.items()},
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "heatmaps.json").write_text(json.dumps(report, indent=2))
+    write_json(report, args.out)
     show = torch.arange(min(6, n))
     with torch.no_grad():
         fig = explanation_figure(
@@ -192,7 +219,7 @@ def main() -> None:
             phi(x[show]),
             phi(cfs[show].flatten(0, 1)).view(len(show), -1),
         )
-    fig.savefig(RESULTS / "heatmaps.png", dpi=90)
+    fig.savefig(args.out.with_suffix(".png"), dpi=90)
     print(json.dumps({"area": area, "ms": ms}, indent=1))
 
 
