@@ -17,7 +17,9 @@ anomalies, spread evenly over all the flagged ones, it measures:
   top-attributed pixels to the mean normal image (a deletion curve); the curves and their
   areas (the logits still rank methods where the scores all round to 1);
 - a Wachter-style per-image counterfactual (Adam on the pixels towards phi = 0 with an L1
-  penalty, as Alibi's ``Counterfactual`` does) with the same metrics and oracles;
+  penalty, as Alibi's ``Counterfactual`` does) with the same metrics and oracles as the
+  counterfactuals: validity, proximity, FIDN (domain features of digit x colour, as
+  ``paper_tables.py``'s; on ``--n`` images, so comparable within a run) and the oracle table;
 - milliseconds per explained image for every method, in one process.
 
 Writes ``benchmarks/results/heatmaps.json`` and ``heatmaps.png`` (``--out`` names the JSON;
@@ -46,7 +48,9 @@ from captum_cfx.metrics import (
     auroc,
     colored_mnist_factors,
     disentanglement,
+    fidn,
     proximity,
+    train_classifier,
     train_digit_oracle,
     validity,
 )
@@ -185,6 +189,9 @@ def main() -> None:
     oracle = train_digit_oracle(train.images, train.factors["digit"])
     digits, colors = anomalies.factors["digit"][flagged], anomalies.factors["color"][flagged]
     palette = train.meta["palette"]
+    # FIDN's domain features, as paper_tables.py trains them: digit x colour
+    joint = train.factors["digit"] * len(palette) + train.factors["color"]
+    features = train_classifier(train.images, joint, 10 * len(palette), seed=args.seed)[:-1]
     quality = {}
     candidates = {f"counterfactual {k}": cfs[:, k] for k in range(cfs.shape[1])}
     candidates["Wachter"] = wachter_cf
@@ -193,6 +200,7 @@ def main() -> None:
             quality[name] = {
                 "validity": validity(phi(cf)),
                 "proximity": proximity(cf, x),
+                "fidn": fidn(cf, x, test.normal().images, features),
                 "oracle": disentanglement(
                     colored_mnist_factors(cf, x, digits, colors, palette, oracle)
                 ),
