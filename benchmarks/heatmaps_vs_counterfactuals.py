@@ -194,6 +194,10 @@ def main() -> None:
     features = train_classifier(train.images, joint, 10 * len(palette), seed=args.seed)[:-1]
     quality = {}
     candidates = {f"counterfactual {k}": cfs[:, k] for k in range(cfs.shape[1])}
+    # all K concepts in one set of n images (image i by concept i mod K), the set FIDN compares
+    candidates["counterfactuals, concepts alternating"] = cfs[
+        torch.arange(n), torch.arange(n) % cfs.shape[1]
+    ]
     candidates["Wachter"] = wachter_cf
     with torch.no_grad():
         for name, cf in candidates.items():
