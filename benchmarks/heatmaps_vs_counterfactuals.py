@@ -38,6 +38,7 @@ from pathlib import Path
 
 import torch
 from captum.attr import GradientShap, IntegratedGradients, Occlusion, Saliency
+from paper_tables import colored_features
 from provenance import provenance, write_json
 
 from captum_cfx import CounterfactualAnomalyExplainer
@@ -50,7 +51,6 @@ from captum_cfx.metrics import (
     disentanglement,
     fidn,
     proximity,
-    train_classifier,
     train_digit_oracle,
     validity,
 )
@@ -138,10 +138,10 @@ def main() -> None:
     fcdd = load_detector(FCDDDetector, args.demo_dir / "detector_fcdd.pt")
     explainer = CounterfactualAnomalyExplainer.load(explainer_dir, detector=detector)
     phi = explainer.forward_func
-    detector_auroc = auroc(test.targets, score_images(phi, test.images))
+    test_scores = score_images(phi, test.images)
+    detector_auroc = auroc(test.targets, test_scores)
     anomalies = test.anomalous()
-    with torch.no_grad():
-        flagged = (phi(anomalies.images) >= 0.5).nonzero()[:, 0]
+    flagged = (test_scores[test.targets == 1] >= 0.5).nonzero()[:, 0]
     # evenly spread over the flagged anomalies, which the test split orders by digit
     flagged = flagged[torch.linspace(0, len(flagged) - 1, min(args.n, len(flagged))).long()]
     x = anomalies.images[flagged]
@@ -189,9 +189,7 @@ def main() -> None:
     oracle = train_digit_oracle(train.images, train.factors["digit"])
     digits, colors = anomalies.factors["digit"][flagged], anomalies.factors["color"][flagged]
     palette = train.meta["palette"]
-    # FIDN's domain features, as paper_tables.py trains them: digit x colour
-    joint = train.factors["digit"] * len(palette) + train.factors["color"]
-    features = train_classifier(train.images, joint, 10 * len(palette), seed=args.seed)[:-1]
+    features, normal = colored_features(train, args.seed), test.normal().images
     quality = {}
     candidates = {f"counterfactual {k}": cfs[:, k] for k in range(cfs.shape[1])}
     # all K concepts in one set of n images (image i by concept i mod K), the set FIDN compares
@@ -204,7 +202,7 @@ def main() -> None:
             quality[name] = {
                 "validity": validity(phi(cf)),
                 "proximity": proximity(cf, x),
-                "fidn": fidn(cf, x, test.normal().images, features),
+                "fidn": fidn(cf, x, normal, features),
                 "oracle": disentanglement(
                     colored_mnist_factors(cf, x, digits, colors, palette, oracle)
                 ),

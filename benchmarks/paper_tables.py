@@ -317,13 +317,20 @@ def oracle_shares(
     }
 
 
+def colored_features(train: LabeledImages, seed: int) -> nn.Module:
+    """FIDN's domain features on Colored-MNIST: a digit x colour classifier trained on
+    ``train``, less its last layer (images (N, 3, H, W) to features (N, D))."""
+    palette = train.meta["palette"]
+    joint = train.factors["digit"] * len(palette) + train.factors["color"]
+    return train_classifier(train.images, joint, 10 * len(palette), seed=seed)[:-1]
+
+
 def colored_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List[Dict]:
     """One row per detector on Colored-MNIST (``configs`` maps each to its configuration),
     with the oracle disentanglement per concept."""
     train, test = colored_mnist(True), colored_mnist(False)
     palette = train.meta["palette"]
-    joint = train.factors["digit"] * len(palette) + train.factors["color"]
-    features = train_classifier(train.images, joint, 10 * len(palette), seed=args.seed)[:-1]
+    features = colored_features(train, args.seed)
     oracle = train_digit_oracle(train.images, train.factors["digit"], seed=args.seed)
     rows = []
     for name in args.detectors:
