@@ -1,13 +1,15 @@
 """Benchmark: counterfactuals against heatmaps and per-image optimisation, on one detector.
 
 By default uses the BCE-OE detector, the FCDD detector and the explainer that ``captum-cfx
-demo`` trained and saved (run the demo first; ``--demo-dir`` names its folder). With
-``--explainer DIR --detector NAME --seed S`` it explains instead with an explainer that
-``paper_tables.py --explainers`` saved, and its cell's detector, trained again as
-``paper_tables.py`` trains it (``colored_mnist_detector``, 30 epochs, seed S; its test AuROC is
-recorded so that it can be matched to the cell's); the FCDD heatmaps still come from the
-demo's FCDD detector, trained on the same normal images. On ``--n`` flagged Colored-MNIST test
-anomalies, spread evenly over all the flagged ones, it measures:
+demo`` trained and saved on Colored-MNIST (run the demo first; ``--demo-dir`` names its
+folder). With ``--explainer DIR --detector NAME --seed S`` it explains instead with an
+explainer that ``paper_tables.py --explainers`` saved, and its cell's detector, trained again
+as ``paper_tables.py`` trains it (its test AuROC is recorded so that it can be matched to the
+cell's). On Colored-MNIST the FCDD heatmaps still come from the demo's FCDD detector, trained
+on the same normal images. With ``--dataset mnist --normal-class C`` the cell is one-vs-rest
+MNIST's (``--patch-outliers`` for the BCE-OE cells, as their command has it), and an FCDD
+detector is trained on the same normal images and outlier exposure as the cell's detector.
+On ``--n`` flagged test anomalies, spread evenly over all the flagged ones, it measures:
 
 - faithfulness at equal change: phi, and phi's logit, after editing each anomaly by a mean
   per-pixel L1 budget, (a) along the counterfactual, x + t (cf - x), and by its own largest
@@ -18,15 +20,18 @@ anomalies, spread evenly over all the flagged ones, it measures:
   areas (the logits still rank methods where the scores all round to 1);
 - a Wachter-style per-image counterfactual (Adam on the pixels towards phi = 0 with an L1
   penalty, as Alibi's ``Counterfactual`` does) with the same metrics and oracles as the
-  counterfactuals: validity, proximity, FIDN (domain features of digit x colour, as
-  ``paper_tables.py``'s; on ``--n`` images, so comparable within a run) and the oracle table;
+  counterfactuals: validity, proximity, FIDN (the domain features of ``paper_tables.py``; on
+  ``--n`` images, so comparable within a run) and the oracle table (Colored-MNIST: colour only,
+  digit only, ...; MNIST: the digit oracle's shares read as the normal digit, as the input's
+  digit, and with ink added away from the input's);
 - milliseconds per explained image for every method, in one process.
 
 Writes ``benchmarks/results/heatmaps.json`` and ``heatmaps.png`` (``--out`` names the JSON;
 the figure takes its name with ``.png``).
 
     python benchmarks/heatmaps_vs_counterfactuals.py [--demo-dir captum_cfx_demo] [--n 64]
-        [--explainer DIR --detector {bce,hsc,dsvdd} [--seed 0]] [--out FILE]
+        [--explainer DIR --detector {bce,hsc,dsvdd} [--seed 0]]
+        [--dataset mnist --normal-class C [--patch-outliers]] [--out FILE]
 """
 
 from __future__ import annotations
@@ -34,20 +39,24 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Dict
 
 import torch
 from captum.attr import GradientShap, IntegratedGradients, Occlusion, Saliency
-from paper_tables import colored_features
+from paper_tables import colored_features, grid_arguments, mnist_detector, mnist_features
 from provenance import provenance, write_json
+from torch import Tensor, nn
 
 from captum_cfx import CounterfactualAnomalyExplainer
-from captum_cfx.data import colored_mnist
+from captum_cfx.data import LabeledImages, colored_mnist, load_mnist, one_vs_rest, random_strokes
 from captum_cfx.demo import colored_mnist_detector
 from captum_cfx.detectors import DETECTORS, BCEDetector, FCDDDetector, score_images
 from captum_cfx.metrics import (
     auroc,
     colored_mnist_factors,
+    digit_factors,
     disentanglement,
     fidn,
     proximity,
@@ -102,6 +111,74 @@ def wachter(
     return z.detach().clamp(0, 1)
 
 
+@dataclass
+class Cell:
+    """What one cell's measurement needs: its detector, an FCDD detector of the same normal
+    images, the explainer's folder, the data split into train and test (targets 0 normal, 1
+    anomalous), FIDN's domain features, and ``oracle(cfs, index)``: the oracle table of
+    counterfactuals (N, C, H, W) of the test anomalies ``index`` (N,)."""
+
+    detector: nn.Module
+    fcdd: FCDDDetector
+    explainer_dir: Path
+    train: LabeledImages
+    test: LabeledImages
+    features: nn.Module
+    oracle: Callable[[Tensor, Tensor], Dict]
+
+
+def colored_cell(args) -> Cell:
+    """Colored-MNIST: the demo's BCE-OE detector and explainer, or with ``--explainer`` the
+    table's cell; the demo's FCDD detector either way."""
+    train, test = colored_mnist(True), colored_mnist(False)
+    if args.explainer is None:
+        detector = load_detector(BCEDetector, args.demo_dir / "detector_bce.pt")
+        explainer_dir = args.demo_dir / "explainer"
+    else:
+        detector = colored_mnist_detector(args.detector, train, seed=args.seed, progress=False)
+        explainer_dir = args.explainer
+    digit_oracle = train_digit_oracle(train.images, train.factors["digit"])
+    anomalies, palette = test.anomalous(), train.meta["palette"]
+
+    def oracle(cfs: Tensor, index: Tensor) -> Dict:
+        digits, colors = anomalies.factors["digit"][index], anomalies.factors["color"][index]
+        x = anomalies.images[index]
+        return disentanglement(colored_mnist_factors(cfs, x, digits, colors, palette, digit_oracle))
+
+    fcdd = load_detector(FCDDDetector, args.demo_dir / "detector_fcdd.pt")
+    return Cell(
+        detector, fcdd, explainer_dir, train, test, colored_features(train, args.seed), oracle
+    )
+
+
+def mnist_cell(args) -> Cell:
+    """One-vs-rest MNIST with normal digit ``args.normal_class``: the cell's detector and an
+    FCDD detector, both trained as ``paper_tables.py`` trains the cell's (its grid options at
+    their defaults, with ``--seed`` and ``--patch-outliers``), and the cell's explainer."""
+    normal_digit = args.normal_class
+    train, test = load_mnist(True), load_mnist(False)
+    c_train, c_test = one_vs_rest(train, normal_digit), one_vs_rest(test, normal_digit)
+    grid = argparse.ArgumentParser()
+    grid_arguments(grid, classes=[normal_digit])
+    grid_args = grid.parse_args(
+        ["--seed", str(args.seed)] + (["--patch-outliers"] if args.patch_outliers else [])
+    )
+    strokes = random_strokes(4000, channels=1, seed=args.seed + 1)
+    detector = mnist_detector(args.detector, c_train, strokes, grid_args)
+    fcdd = mnist_detector("fcdd", c_train, strokes, grid_args)
+    assert isinstance(fcdd, FCDDDetector)
+    digit_oracle = train_digit_oracle(train.images, train.factors["digit"], seed=args.seed)
+    anomalies = c_test.anomalous()
+
+    def oracle(cfs: Tensor, index: Tensor) -> Dict:
+        x, digits = anomalies.images[index], anomalies.factors["digit"][index]
+        factors = digit_factors(cfs, x, digits, digit_oracle, normal_digit)
+        return {name: float(value.float().mean()) for name, value in factors.items()}
+
+    features = mnist_features(train, args.seed)
+    return Cell(detector, fcdd, args.explainer, c_train, c_test, features, oracle)
+
+
 def timed(fn, n: int):
     start = time.perf_counter()
     out = fn()
@@ -124,20 +201,23 @@ def main() -> None:
         "--detector", choices=DETECTORS, help="with --explainer: the cell's detector"
     )
     parser.add_argument("--seed", type=int, default=0, help="with --explainer: the cell's seed")
+    parser.add_argument("--dataset", choices=["colored_mnist", "mnist"], default="colored_mnist")
+    parser.add_argument("--normal-class", type=int, help="with --dataset mnist: the cell's digit")
+    parser.add_argument(
+        "--patch-outliers",
+        action="store_true",
+        help="with --dataset mnist: the cell's detector had pasted patches in its outlier "
+        "exposure (the table's BCE-OE cells)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "heatmaps.json")
     args = parser.parse_args()
     if (args.explainer is None) != (args.detector is None):
         parser.error("--explainer and --detector go together")
-    train, test = colored_mnist(True), colored_mnist(False)
-    if args.explainer is None:
-        detector = load_detector(BCEDetector, args.demo_dir / "detector_bce.pt")
-        explainer_dir = args.demo_dir / "explainer"
-    else:
-        detector = colored_mnist_detector(args.detector, train, seed=args.seed, progress=False)
-        explainer_dir = args.explainer
-    fcdd = load_detector(FCDDDetector, args.demo_dir / "detector_fcdd.pt")
-    explainer = CounterfactualAnomalyExplainer.load(explainer_dir, detector=detector)
-    phi = explainer.forward_func
+    if args.dataset == "mnist" and (args.explainer is None or args.normal_class is None):
+        parser.error("--dataset mnist needs --explainer, --detector and --normal-class")
+    cell = mnist_cell(args) if args.dataset == "mnist" else colored_cell(args)
+    explainer = CounterfactualAnomalyExplainer.load(cell.explainer_dir, detector=cell.detector)
+    phi, fcdd, test = explainer.forward_func, cell.fcdd, cell.test
     test_scores = score_images(phi, test.images)
     detector_auroc = auroc(test.targets, test_scores)
     anomalies = test.anomalous()
@@ -145,8 +225,8 @@ def main() -> None:
     # evenly spread over the flagged anomalies, which the test split orders by digit
     flagged = flagged[torch.linspace(0, len(flagged) - 1, min(args.n, len(flagged))).long()]
     x = anomalies.images[flagged]
-    n = len(x)
-    baseline = train.normal().images.mean(0, keepdim=True)
+    n, channels = len(x), x.shape[1]
+    baseline = cell.train.normal().images.mean(0, keepdim=True)
 
     cfs, ms_cf = timed(lambda: explainer.counterfactuals(x), n)
     maps, ms = {}, {"counterfactuals (all K)": ms_cf}
@@ -159,7 +239,7 @@ def main() -> None:
             x, baselines=baseline.expand(4, -1, -1, -1), n_samples=20
         ),
         "Occlusion": lambda: Occlusion(phi).attribute(
-            x, sliding_window_shapes=(3, 4, 4), strides=(3, 2, 2)
+            x, sliding_window_shapes=(channels, 4, 4), strides=(channels, 2, 2)
         ),
         "FCDD": lambda: fcdd.heatmap(x).detach(),
     }
@@ -186,10 +266,7 @@ def main() -> None:
         {name: sum(v) / len(v) for name, v in c.items()} for c in (curves, logit_curves)
     )
 
-    oracle = train_digit_oracle(train.images, train.factors["digit"])
-    digits, colors = anomalies.factors["digit"][flagged], anomalies.factors["color"][flagged]
-    palette = train.meta["palette"]
-    features, normal = colored_features(train, args.seed), test.normal().images
+    features, normal = cell.features, test.normal().images
     quality = {}
     candidates = {f"counterfactual {k}": cfs[:, k] for k in range(cfs.shape[1])}
     # all K concepts in one set of n images (image i by concept i mod K), the set FIDN compares
@@ -203,14 +280,14 @@ def main() -> None:
                 "validity": validity(phi(cf)),
                 "proximity": proximity(cf, x),
                 "fidn": fidn(cf, x, normal, features),
-                "oracle": disentanglement(
-                    colored_mnist_factors(cf, x, digits, colors, palette, oracle)
-                ),
+                "oracle": cell.oracle(cf, flagged),
             }
     report = {
         **provenance(),
+        "dataset": args.dataset,
+        "normal_class": args.normal_class,
         "detector": args.detector or "bce",
-        "explainer": str(explainer_dir),
+        "explainer": str(cell.explainer_dir),
         "detector_auroc": detector_auroc,
         "n_images": n,
         "budgets_mean_l1": BUDGETS,

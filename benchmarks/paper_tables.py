@@ -245,7 +245,7 @@ def mnist_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List[D
     normal training images is held out of the detector's training and sets the explainer's
     targets (:func:`held_out_normals`)."""
     train, test = load_mnist(True), load_mnist(False)
-    features = train_classifier(train.images, train.factors["digit"], 10, seed=args.seed)[:-1]
+    features = mnist_features(train, args.seed)
     oracle = train_digit_oracle(train.images, train.factors["digit"], seed=args.seed)
     strokes = random_strokes(4000, channels=1, seed=args.seed + 1)
     rows = []
@@ -315,6 +315,12 @@ def oracle_shares(
         "oracle_kept": float(factors["digit_kept"].float().mean()),
         "oracle_patch": float(factors["patch"].float().mean()),
     }
+
+
+def mnist_features(train: LabeledImages, seed: int) -> nn.Module:
+    """FIDN's domain features on MNIST: a digit classifier trained on ``train``, less its last
+    layer (images (N, 1, H, W) to features (N, D))."""
+    return train_classifier(train.images, train.factors["digit"], 10, seed=seed)[:-1]
 
 
 def colored_features(train: LabeledImages, seed: int) -> nn.Module:
