@@ -32,6 +32,7 @@ the figure takes its name with ``.png``).
     python benchmarks/heatmaps_vs_counterfactuals.py [--demo-dir captum_cfx_demo] [--n 64]
         [--explainer DIR --detector {bce,hsc,dsvdd} [--seed 0]]
         [--dataset mnist --normal-class C [--patch-outliers]] [--out FILE]
+    python benchmarks/heatmaps_vs_counterfactuals.py --table --out FILE   # RESULTS.md's tables
 """
 
 from __future__ import annotations
@@ -185,6 +186,34 @@ def timed(fn, n: int):
     return out, 1000 * (time.perf_counter() - start) / n
 
 
+def markdown_tables(report: Dict) -> str:
+    """RESULTS.md's three tables of a report: phi and phi's logit after each method's edit per
+    L1 budget with the curves' means; each candidate set's quality (validity, proximity and
+    oracle shares in %, FIDN); milliseconds per image and the ratio to the counterfactuals."""
+    budgets = report["budgets_mean_l1"]
+    head = [f"L1 {budgets[0]}", *map(str, budgets[1:]), "mean"]
+    head += [f"logit at {budgets[0]}", *map(str, budgets[1:]), "mean logit"]
+    lines = ["| method | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+    for name, curve in report["mean_phi_after_edit"].items():
+        logits = report["mean_logit_after_edit"][name]
+        cells = [f"{v:.3f}" for v in curve] + [f"{report['area_under_phi_curve'][name]:.3f}"]
+        cells += [f"{v:.2f}" for v in logits] + [f"{report['area_under_logit_curve'][name]:.2f}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    oracle_keys = list(next(iter(report["quality"].values()))["oracle"])
+    head = ["validity %", "proximity", "FIDN", *(f"{key} %" for key in oracle_keys)]
+    lines += ["", "| counterfactuals | " + " | ".join(head) + " |"]
+    lines.append("|---" * (len(head) + 1) + "|")
+    for name, q in report["quality"].items():
+        cells = [f"{100 * q['validity']:.1f}", f"{q['proximity']:.4f}", f"{q['fidn']:.0f}"]
+        cells += [f"{100 * q['oracle'][key]:.1f}" for key in oracle_keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "| method | ms / image | ratio |", "|---|---|---|"]
+    for name, ms in report["ms_per_image"].items():
+        ratio = report["ms_ratio_to_counterfactuals"][name]
+        lines.append(f"| {name} | {ms:.2f} | {ratio:.1f}x |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--demo-dir", type=Path, default=Path("captum_cfx_demo"))
@@ -210,7 +239,11 @@ def main() -> None:
         "exposure (the table's BCE-OE cells)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "heatmaps.json")
+    parser.add_argument("--table", action="store_true", help="print the tables of --out and stop")
     args = parser.parse_args()
+    if args.table:
+        print(markdown_tables(json.loads(args.out.read_text())))
+        return
     if (args.explainer is None) != (args.detector is None):
         parser.error("--explainer and --detector go together")
     if args.dataset == "mnist" and (args.explainer is None or args.normal_class is None):
@@ -314,7 +347,7 @@ def main() -> None:
             phi(cfs[show].flatten(0, 1)).view(len(show), -1),
         )
     fig.savefig(args.out.with_suffix(".png"), dpi=90)
-    print(json.dumps({"area": area, "ms": ms}, indent=1))
+    print(markdown_tables(report))
 
 
 if __name__ == "__main__":
