@@ -33,6 +33,7 @@ the figure takes its name with ``.png``).
         [--explainer DIR --detector {bce,hsc,dsvdd} [--seed 0]]
         [--dataset mnist --normal-class C [--patch-outliers]] [--out FILE]
     python benchmarks/heatmaps_vs_counterfactuals.py --table --out FILE   # RESULTS.md's tables
+    python benchmarks/heatmaps_vs_counterfactuals.py --summary FILE [FILE ...]   # one row each
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Callable, Dict, List
 
 import torch
 from captum.attr import GradientShap, IntegratedGradients, Occlusion, Saliency
@@ -214,6 +215,60 @@ def markdown_tables(report: Dict) -> str:
     return "\n".join(lines)
 
 
+HEATMAPS = ["IntegratedGradients", "Saliency", "GradientShap", "Occlusion", "FCDD"]
+
+
+def summary_table(reports: List[Dict]) -> str:
+    """One row per report: at how many L1 budgets the counterfactuals (their best edit: along
+    the counterfactual or largest changes first, either concept) leave phi, and phi's logit,
+    lower than every heatmap does, with the budgets where they do not; the lowest mean phi
+    curve of each side; validity, FIDN and (MNIST) the normal digit's share of the
+    concepts-alternating set against Wachter's; IntegratedGradients' and Wachter's cost per
+    image as multiples of the counterfactuals'."""
+    head = [
+        "data set", "detector", "normal", "detector AuROC %", "budgets won: phi / logit",
+        "lost at: phi; logit", "mean phi: counterfactual / best heatmap",
+        "validity %: cf / Wachter", "FIDN: cf / Wachter", "normal digit %: cf / Wachter",
+        "IG / cf time", "Wachter / cf time",
+    ]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for r in reports:
+        budgets, won, lost = r["budgets_mean_l1"], [], []
+        for curves in (r["mean_phi_after_edit"], r["mean_logit_after_edit"]):
+            cfs = [v for name, v in curves.items() if name.startswith("counterfactual")]
+            beaten = [
+                b
+                for i, b in enumerate(budgets)
+                if min(v[i] for v in cfs) >= min(curves[name][i] for name in HEATMAPS)
+            ]
+            won.append(str(len(budgets) - len(beaten)))
+            lost.append(", ".join(map(str, beaten)) or "-")
+        area = r["area_under_phi_curve"]
+        best_cf = min(v for name, v in area.items() if name.startswith("counterfactual"))
+        best_heat = min(HEATMAPS, key=area.__getitem__)
+        sets = [r["quality"][n] for n in ("counterfactuals, concepts alternating", "Wachter")]
+        oracle = "digit_to_normal" in sets[0]["oracle"]
+        ms = r["ms_ratio_to_counterfactuals"]
+        cells = [
+            r.get("dataset", "colored_mnist"),
+            r["detector"],
+            str(r.get("normal_class", "-")),
+            f"{100 * r['detector_auroc']:.1f}",
+            " / ".join(won),
+            "; ".join(lost),
+            f"{best_cf:.3f} / {area[best_heat]:.3f} ({best_heat})",
+            " / ".join(f"{100 * q['validity']:.1f}" for q in sets),
+            " / ".join(f"{q['fidn']:.0f}" for q in sets),
+            " / ".join(f"{100 * q['oracle']['digit_to_normal']:.1f}" for q in sets)
+            if oracle
+            else "-",
+            f"{ms['IntegratedGradients']:.1f}x",
+            f"{ms['Wachter (100 Adam steps)']:.1f}x",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--demo-dir", type=Path, default=Path("captum_cfx_demo"))
@@ -240,9 +295,15 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "heatmaps.json")
     parser.add_argument("--table", action="store_true", help="print the tables of --out and stop")
+    parser.add_argument(
+        "--summary", type=Path, nargs="+", help="print one summary row per JSON given and stop"
+    )
     args = parser.parse_args()
     if args.table:
         print(markdown_tables(json.loads(args.out.read_text())))
+        return
+    if args.summary:
+        print(summary_table([json.loads(path.read_text()) for path in args.summary]))
         return
     if (args.explainer is None) != (args.detector is None):
         parser.error("--explainer and --detector go together")
