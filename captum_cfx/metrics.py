@@ -12,7 +12,8 @@
   counterfactual changed, read by strict oracles (the ink's colour from the pixels, the digit
   from a classifier trained on grayscale digits, :func:`train_digit_oracle`);
   :func:`digit_factors` does the same for one-vs-rest digits (made the normal digit, kept,
-  or patched).
+  or patched); :func:`normal_support`, :func:`mark_mass` and :func:`added_marks` flag ink that neither the input
+  nor the normal images have where it is drawn (a pasted square, a frame, a dot).
 """
 
 from __future__ import annotations
@@ -232,6 +233,42 @@ def digit_factors(
         "digit_kept": read == digits,
         "patch": (cf_mask & ~dilated).flatten(1).sum(1) >= 10,
     }
+
+
+def normal_support(normal: Tensor, quantile: float = 0.99) -> Tensor:
+    """Where normal images have ink: the ``quantile`` of each pixel's brightest channel over
+    ``normal`` (N, C, H, W) in [0, 1], as (H, W)."""
+    return torch.quantile(normal.amax(1).flatten(1), quantile, dim=0).view(normal.shape[-2:])
+
+
+def mark_mass(counterfactuals: Tensor, inputs: Tensor, support: Tensor) -> Tensor:
+    """Ink neither the input nor normal images have where it is drawn, per image (N,).
+
+    Args:
+        counterfactuals, inputs: (N, C, H, W) in [0, 1]. Pass zeros as ``inputs`` to read
+            normal images themselves.
+        support: (H, W), from :func:`normal_support`.
+
+    Returns:
+        The brightness above the support (brightest channel), summed over the pixels outside
+        the input's ink dilated by 2 pixels.
+    """
+    x_mask = inputs.amax(1, keepdim=True) > INK_THRESHOLD
+    dilated = F.max_pool2d(x_mask.float(), 5, stride=1, padding=2)[:, 0] > 0
+    excess = (counterfactuals.amax(1) - support).clamp_min(0) * ~dilated
+    return excess.flatten(1).sum(1)
+
+
+def added_marks(
+    counterfactuals: Tensor, inputs: Tensor, support: Tensor, min_mass: float = 2.0
+) -> Tensor:
+    """Counterfactuals that draw a mark (a pasted square, a frame, a dot): (N,) booleans,
+    :func:`mark_mass` at least ``min_mass`` (2.0: e.g. ten pixels at 0.2 above the support).
+
+    Unlike :func:`digit_factors`' ``patch``, a new stroke where normal digits have ink does not
+    count: only ink off the normal images' support does.
+    """
+    return mark_mass(counterfactuals, inputs, support) >= min_mass
 
 
 def colored_mnist_factors(

@@ -8,6 +8,7 @@ from torch import nn
 
 from captum_cfx.data import DEFAULT_PALETTE
 from captum_cfx.metrics import (
+    added_marks,
     auroc,
     colored_mnist_factors,
     concept_accuracy,
@@ -18,6 +19,7 @@ from captum_cfx.metrics import (
     frechet_distance,
     inception_features,
     ink_colors,
+    normal_support,
     normality_auroc,
     posthoc_concept_accuracy,
     proximity,
@@ -136,6 +138,30 @@ def test_digit_factors_on_constructed_counterfactuals():
     assert factors["digit_to_normal"].tolist() == [True, False, False, False]
     assert factors["digit_kept"].tolist() == [False, True, True, False]
     assert factors["patch"].tolist() == [False, False, True, False]
+
+
+def test_added_marks_flags_ink_off_the_normal_support_only():
+    normal = torch.zeros(10, 1, 28, 28)
+    normal[:, :, 6:22, 11:17] = 1.0  # every normal 'digit' is the same bar
+    normal[:3, :, 22:26, 11:17] = 1.0  # three in ten reach lower
+    support = normal_support(normal, quantile=0.95)
+    assert support[6:26, 11:17].eq(1).all() and support[0:4, 0:6].eq(0).all()
+
+    bar = normal[1]
+    square = bar.clone()
+    square[:, 0:6, 0:6] = 0.1  # a faint square, mass 3.6
+    faint = bar.clone()
+    faint[:, 0:6, 0:6] = 0.05  # fainter, mass 1.8: below min_mass
+    lower = bar.clone()
+    lower[:, 22:26, 11:17] = 1.0  # ink where a normal image has it
+    kept = torch.zeros_like(bar)
+    kept[:, 0:4, 0:6] = 1.0  # the input's own ink, off the support
+    counterfactuals = torch.stack([bar, square, faint, lower, kept])
+    inputs = torch.stack([bar, bar, bar, bar, kept])
+    marks = added_marks(counterfactuals, inputs, support)
+    assert marks.tolist() == [False, True, False, False, False]
+    # read against no input, the input's own ink off the support is a mark
+    assert added_marks(kept[None], torch.zeros_like(kept)[None], support).tolist() == [True]
 
 
 def test_concept_accuracy_counts_when_r_names_the_right_concept():
