@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List
 
+import numpy as np
 import torch
 from captum.attr import GradientShap, IntegratedGradients, Occlusion, Saliency
 from paper_tables import colored_features, grid_arguments, mnist_detector, mnist_features
@@ -181,6 +182,23 @@ def mnist_cell(args) -> Cell:
     return Cell(detector, fcdd, args.explainer, c_train, c_test, features, oracle)
 
 
+def gradient_shap(phi: nn.Module, x: Tensor, baseline: Tensor, seed: int) -> Tensor:
+    """GradientShap's map of ``x`` (N, C, H, W), 20 samples around ``baseline`` (1, C, H, W),
+    its random draws (torch's noise, numpy's baseline choice and interpolation points) seeded
+    with ``seed`` and both generators restored after: a rerun gives the same map."""
+    # captum draws from numpy's legacy global generator, so that is the one to seed
+    numpy_state = np.random.get_state()  # noqa: NPY002
+    np.random.seed(seed)  # noqa: NPY002
+    try:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            return GradientShap(phi).attribute(
+                x, baselines=baseline.expand(4, -1, -1, -1), n_samples=20
+            )
+    finally:
+        np.random.set_state(numpy_state)  # noqa: NPY002
+
+
 def timed(fn, n: int):
     start = time.perf_counter()
     out = fn()
@@ -287,7 +305,12 @@ def main() -> None:
     parser.add_argument(
         "--detector", choices=DETECTORS, help="with --explainer: the cell's detector"
     )
-    parser.add_argument("--seed", type=int, default=0, help="with --explainer: the cell's seed")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="the cell's seed (with --explainer) and GradientShap's random draws",
+    )
     parser.add_argument("--dataset", choices=["colored_mnist", "mnist"], default="colored_mnist")
     parser.add_argument("--normal-class", type=int, help="with --dataset mnist: the cell's digit")
     parser.add_argument(
@@ -332,9 +355,7 @@ def main() -> None:
             x, n_steps=50, internal_batch_size=512
         ),
         "Saliency": lambda: Saliency(phi).attribute(x.clone().requires_grad_(True), abs=True),
-        "GradientShap": lambda: GradientShap(phi).attribute(
-            x, baselines=baseline.expand(4, -1, -1, -1), n_samples=20
-        ),
+        "GradientShap": lambda: gradient_shap(phi, x, baseline, args.seed),
         "Occlusion": lambda: Occlusion(phi).attribute(
             x, sliding_window_shapes=(channels, 4, 4), strides=(channels, 2, 2)
         ),
