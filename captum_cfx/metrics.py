@@ -12,8 +12,9 @@
   counterfactual changed, read by strict oracles (the ink's colour from the pixels, the digit
   from a classifier trained on grayscale digits, :func:`train_digit_oracle`);
   :func:`digit_factors` does the same for one-vs-rest digits (made the normal digit, kept,
-  or patched); :func:`normal_support`, :func:`mark_mass` and :func:`added_marks` flag ink that neither the input
-  nor the normal images have where it is drawn (a pasted square, a frame, a dot).
+  or patched); :func:`normal_support`, :func:`off_support_mass` and :func:`off_support_ink`
+  flag ink that neither the input nor the normal images have where it is drawn (a pasted
+  square, a frame, a dot, a haze).
 """
 
 from __future__ import annotations
@@ -241,7 +242,7 @@ def normal_support(normal: Tensor, quantile: float = 0.99) -> Tensor:
     return torch.quantile(normal.amax(1).flatten(1), quantile, dim=0).view(normal.shape[-2:])
 
 
-def mark_mass(counterfactuals: Tensor, inputs: Tensor, support: Tensor) -> Tensor:
+def off_support_mass(counterfactuals: Tensor, inputs: Tensor, support: Tensor) -> Tensor:
     """Ink neither the input nor normal images have where it is drawn, per image (N,).
 
     Args:
@@ -259,16 +260,18 @@ def mark_mass(counterfactuals: Tensor, inputs: Tensor, support: Tensor) -> Tenso
     return excess.flatten(1).sum(1)
 
 
-def added_marks(
+def off_support_ink(
     counterfactuals: Tensor, inputs: Tensor, support: Tensor, min_mass: float = 2.0
 ) -> Tensor:
-    """Counterfactuals that draw a mark (a pasted square, a frame, a dot): (N,) booleans,
-    :func:`mark_mass` at least ``min_mass`` (2.0: e.g. ten pixels at 0.2 above the support).
+    """Counterfactuals that draw off the normal images' support: (N,) booleans,
+    :func:`off_support_mass` at least ``min_mass`` (2.0: e.g. ten pixels at 0.2 above it).
 
-    Unlike :func:`digit_factors`' ``patch``, a new stroke where normal digits have ink does not
-    count: only ink off the normal images' support does.
+    It flags a pasted mark (a square in a corner, a frame, a dot) and a haze alike: grey ink
+    a blurred digit spreads off the support counts too, so look at the pictures to tell them
+    apart. Unlike :func:`digit_factors`' ``patch``, a new stroke where normal digits have ink
+    does not count.
     """
-    return mark_mass(counterfactuals, inputs, support) >= min_mass
+    return off_support_mass(counterfactuals, inputs, support) >= min_mass
 
 
 def colored_mnist_factors(

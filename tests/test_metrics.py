@@ -8,7 +8,6 @@ from torch import nn
 
 from captum_cfx.data import DEFAULT_PALETTE
 from captum_cfx.metrics import (
-    added_marks,
     auroc,
     colored_mnist_factors,
     concept_accuracy,
@@ -21,6 +20,7 @@ from captum_cfx.metrics import (
     ink_colors,
     normal_support,
     normality_auroc,
+    off_support_ink,
     posthoc_concept_accuracy,
     proximity,
     validity,
@@ -140,7 +140,7 @@ def test_digit_factors_on_constructed_counterfactuals():
     assert factors["patch"].tolist() == [False, False, True, False]
 
 
-def test_added_marks_flags_ink_off_the_normal_support_only():
+def test_off_support_ink_flags_ink_off_the_normal_support_only():
     normal = torch.zeros(10, 1, 28, 28)
     normal[:, :, 6:22, 11:17] = 1.0  # every normal 'digit' is the same bar
     normal[:3, :, 22:26, 11:17] = 1.0  # three in ten reach lower
@@ -158,10 +158,10 @@ def test_added_marks_flags_ink_off_the_normal_support_only():
     kept[:, 0:4, 0:6] = 1.0  # the input's own ink, off the support
     counterfactuals = torch.stack([bar, square, faint, lower, kept])
     inputs = torch.stack([bar, bar, bar, bar, kept])
-    marks = added_marks(counterfactuals, inputs, support)
+    marks = off_support_ink(counterfactuals, inputs, support)
     assert marks.tolist() == [False, True, False, False, False]
     # read against no input, the input's own ink off the support is a mark
-    assert added_marks(kept[None], torch.zeros_like(kept)[None], support).tolist() == [True]
+    assert off_support_ink(kept[None], torch.zeros_like(kept)[None], support).tolist() == [True]
 
 
 def test_concept_accuracy_counts_when_r_names_the_right_concept():
