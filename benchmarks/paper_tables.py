@@ -15,8 +15,8 @@ Writes ``benchmarks/results/paper_tables.json``.
     python benchmarks/paper_tables.py [--classes 0 1 ...] [--detectors bce hsc dsvdd]
         [--datasets mnist colored_mnist] [--steps 1000] [--colored-steps 1200]
         [--colored-config JSON] [--detector-config JSON] [--detector-augment [shift]]
-        [--patch-outliers] [--stroke-outliers] [--quick] [--figures DIR] [--explainers DIR]
-        [--out FILE]
+        [--patch-outliers] [--stroke-outliers] [--overlay-outliers] [--quick] [--figures DIR]
+        [--explainers DIR] [--out FILE]
     python benchmarks/paper_tables.py --merge A.json B.json --out FILE   # join partial runs
     python benchmarks/paper_tables.py --merge A.json B.json --into T.json --out FILE   # update T
     python benchmarks/paper_tables.py --table [--out FILE]              # the RESULTS.md table
@@ -49,6 +49,7 @@ from captum_cfx.data import (
     LabeledImages,
     added_strokes,
     colored_mnist,
+    faint_overlays,
     load_mnist,
     one_vs_rest,
     pasted_patches,
@@ -185,12 +186,15 @@ def mnist_detector(name: str, train: LabeledImages, strokes: LabeledImages, args
     grid's ``--detector-epochs``, ``--seed`` and ``--detector-augment``. Outlier exposure:
     the random ``strokes`` (M, 1, H, W), plus, with ``--patch-outliers``, 2,000 normal
     training images with pasted patches (as the Colored-MNIST detector has), and with
-    ``--stroke-outliers`` 2,000 with pen strokes drawn over them."""
+    ``--stroke-outliers`` 2,000 with pen strokes drawn over them, and with
+    ``--overlay-outliers`` 2,000 under a faint rectangle or haze."""
     extra = []
     if args.patch_outliers:
         extra.append(pasted_patches(train.normal().images, 2000, seed=args.seed + 2).images)
     if args.stroke_outliers:
         extra.append(added_strokes(train.normal().images, 2000, seed=args.seed + 3).images)
+    if args.overlay_outliers:
+        extra.append(faint_overlays(train.normal().images, 2000, seed=args.seed + 4).images)
     outliers: Dataset = TensorDataset(torch.cat([strokes.images, *extra])) if extra else strokes
     return train_detector(
         name,
@@ -285,6 +289,7 @@ def mnist_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List[D
                 "detector_augment": args.detector_augment,
                 "patch_outliers": args.patch_outliers,
                 "stroke_outliers": args.stroke_outliers,
+                "overlay_outliers": args.overlay_outliers,
                 "reference_share": args.reference_share,
                 "fid_features": "digit CNN trained on the MNIST training split (10 classes)",
                 "config": configs[name].to_dict(),
@@ -555,7 +560,8 @@ def _diagnostics_by_run(group: List[Dict]) -> Dict:
 
 def _setting(row: Dict) -> tuple:
     """What must agree for rows to be pooled (rows from before ``--detector-augment``,
-    ``--patch-outliers``, ``--stroke-outliers`` and ``--reference-share`` were trained without
+    ``--patch-outliers``, ``--stroke-outliers``, ``--overlay-outliers`` and ``--reference-share``
+    were trained without
     them; configuration fields added since a row was written take their defaults)."""
     return (
         row["steps"],
@@ -563,6 +569,7 @@ def _setting(row: Dict) -> tuple:
         row.get("detector_augment", False),
         row.get("patch_outliers", False),
         row.get("stroke_outliers", False),
+        row.get("overlay_outliers", False),
         row.get("reference_share", 0.0),
     )
 
@@ -678,6 +685,11 @@ def grid_arguments(parser: argparse.ArgumentParser, classes: List[int]) -> None:
         "--stroke-outliers",
         action="store_true",
         help="MNIST: add normal images with pen strokes drawn over them to the outlier exposure",
+    )
+    parser.add_argument(
+        "--overlay-outliers",
+        action="store_true",
+        help="MNIST: add normal images under a faint rectangle or haze to the outlier exposure",
     )
     parser.add_argument("--seed", type=int, default=0)
 

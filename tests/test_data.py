@@ -9,6 +9,7 @@ from captum_cfx.data import (
     DEFAULT_PALETTE,
     added_strokes,
     colored_mnist,
+    faint_overlays,
     load_cifar10,
     load_mnist,
     one_vs_rest,
@@ -94,6 +95,24 @@ def test_pasted_patches_add_solid_blobs_to_normal_images():
     painted = (out.images.amax(1) > 0).float().sum((1, 2))
     assert (painted >= 4).all() and (painted < 0.3 * 28 * 28).all()
     assert torch.equal(pasted_patches(normal, 12, palette=palette, seed=1).images, out.images)
+
+
+def test_faint_overlays_dim_rectangles_and_haze_over_normal_images():
+    normal = torch.zeros(6, 1, 28, 28)
+    normal[:, :, 8:20, 12:15] = 1.0  # a 1
+    out = faint_overlays(normal, 10, levels=(0.1, 0.2), seed=3)
+    assert out.images.shape == (10, 1, 28, 28) and out.targets.eq(1).all()
+    assert out.images[:, :, 8:20, 12:15].eq(1).all()  # the digit kept
+    background = out.images.clone()
+    background[:, :, 8:20, 12:15] = 0
+    peaks = background.flatten(1).amax(1)
+    assert (peaks <= 0.2 + 1e-6).all() and (peaks >= 0.1 - 1e-6).all()  # faint, never absent
+    lit = (background > 0).float().flatten(1).sum(1)
+    assert (lit[0::2] >= 25 - 3 * 5).all() and (lit[0::2] <= 14 * 14).all()  # rectangles
+    assert (lit[1::2] > 0.5 * 28 * 28).all()  # haze spreads over the image
+    assert torch.equal(faint_overlays(normal, 10, levels=(0.1, 0.2), seed=3).images, out.images)
+    with pytest.raises(ValueError, match="levels must satisfy"):
+        faint_overlays(normal, 4, levels=(0.0, 0.2))
 
 
 def test_added_strokes_draw_pen_strokes_over_normal_images():

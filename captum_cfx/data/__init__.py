@@ -6,13 +6,19 @@ from captum_cfx.data.colored import DEFAULT_PALETTE, colored_mnist
 from captum_cfx.data.dataset import LabeledImages, default_data_root
 from captum_cfx.data.folder import load_image_folder
 from captum_cfx.data.mnist import load_mnist
-from captum_cfx.data.outliers import added_strokes, pasted_patches, random_strokes
+from captum_cfx.data.outliers import (
+    added_strokes,
+    faint_overlays,
+    pasted_patches,
+    random_strokes,
+)
 from captum_cfx.data.splits import one_vs_rest
 
 __all__ = [
     "DEFAULT_PALETTE",
     "LabeledImages",
     "added_strokes",
+    "faint_overlays",
     "colored_mnist",
     "default_data_root",
     "load_cifar10",
