@@ -560,9 +560,9 @@ def _diagnostics_by_run(group: List[Dict]) -> Dict:
 
 def _setting(row: Dict) -> tuple:
     """What must agree for rows to be pooled (rows from before ``--detector-augment``,
-    ``--patch-outliers``, ``--stroke-outliers``, ``--overlay-outliers`` and ``--reference-share``
-    were trained without
-    them; configuration fields added since a row was written take their defaults)."""
+    ``--patch-outliers``, ``--stroke-outliers``, ``--overlay-outliers`` and
+    ``--reference-share`` were trained without them; configuration fields added since a row
+    was written take their defaults)."""
     return (
         row["steps"],
         GeneratorConfig.from_dict(row["config"]),

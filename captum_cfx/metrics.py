@@ -30,6 +30,8 @@ from captum_cfx.detectors.networks import feature_dim, feature_net
 
 #: A pixel is ink when its brightest channel exceeds this.
 INK_THRESHOLD = 0.3
+#: :func:`off_support_ink` flags a counterfactual with this much :func:`off_support_mass`.
+OFF_SUPPORT_MIN_MASS = 2.0
 
 
 def auroc(labels: Tensor, scores: Tensor) -> float:
@@ -225,15 +227,21 @@ def digit_factors(
         reads the input's digit) and ``patch`` (at least 10 ink pixels outside the input's
         ink dilated by 2 pixels: a pasted mark, or a new stroke a change of digit may need).
     """
-    cf_mask, x_mask = counterfactuals.amax(1) > INK_THRESHOLD, inputs.amax(1) > INK_THRESHOLD
+    cf_mask = counterfactuals.amax(1) > INK_THRESHOLD
     with torch.no_grad():
         read = digit_oracle(counterfactuals).argmax(1)
-    dilated = F.max_pool2d(x_mask[:, None].float(), 5, stride=1, padding=2)[:, 0] > 0
+    dilated = _dilated_ink(inputs)
     return {
         "digit_to_normal": (read == normal_digit) & (cf_mask.flatten(1).sum(1) >= 20),
         "digit_kept": read == digits,
         "patch": (cf_mask & ~dilated).flatten(1).sum(1) >= 10,
     }
+
+
+def _dilated_ink(images: Tensor) -> Tensor:
+    """The ink of ``images`` (N, C, H, W) dilated by 2 pixels, as booleans (N, H, W)."""
+    ink = images.amax(1, keepdim=True) > INK_THRESHOLD
+    return F.max_pool2d(ink.float(), 5, stride=1, padding=2)[:, 0] > 0
 
 
 def normal_support(normal: Tensor, quantile: float = 0.99) -> Tensor:
@@ -254,14 +262,15 @@ def off_support_mass(counterfactuals: Tensor, inputs: Tensor, support: Tensor) -
         The brightness above the support (brightest channel), summed over the pixels outside
         the input's ink dilated by 2 pixels.
     """
-    x_mask = inputs.amax(1, keepdim=True) > INK_THRESHOLD
-    dilated = F.max_pool2d(x_mask.float(), 5, stride=1, padding=2)[:, 0] > 0
-    excess = (counterfactuals.amax(1) - support).clamp_min(0) * ~dilated
+    excess = (counterfactuals.amax(1) - support).clamp_min(0) * ~_dilated_ink(inputs)
     return excess.flatten(1).sum(1)
 
 
 def off_support_ink(
-    counterfactuals: Tensor, inputs: Tensor, support: Tensor, min_mass: float = 2.0
+    counterfactuals: Tensor,
+    inputs: Tensor,
+    support: Tensor,
+    min_mass: float = OFF_SUPPORT_MIN_MASS,
 ) -> Tensor:
     """Counterfactuals that draw off the normal images' support: (N,) booleans,
     :func:`off_support_mass` at least ``min_mass`` (2.0: e.g. ten pixels at 0.2 above it).

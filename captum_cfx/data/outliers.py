@@ -177,8 +177,9 @@ def faint_overlays(
     dim one the size of a quarter of the image, or grey haze over the background, stays open,
     and a counterfactual generator finds it (benchmarks/RESULTS.md, run 46). Even outliers get a
     rectangle of side 5 pixels to half the image, odd ones a smooth haze (a 4x4 random field
-    upsampled to the image); either at a peak brightness drawn from ``levels``, taken as the
-    pixel-wise maximum with the image so the digit stays as it is.
+    upsampled to the image); either at a peak brightness drawn from ``levels`` (grey on one
+    channel, a random colour on more), taken as the pixel-wise maximum with the image so the
+    digit stays as it is.
 
     Args:
         images: normal images (M, C, H, W) in [0, 1] to overlay (drawn with replacement).
