@@ -15,7 +15,8 @@ Writes ``benchmarks/results/paper_tables.json``.
     python benchmarks/paper_tables.py [--classes 0 1 ...] [--detectors bce hsc dsvdd]
         [--datasets mnist colored_mnist] [--steps 1000] [--colored-steps 1200]
         [--colored-config JSON] [--detector-config JSON] [--detector-augment [shift]]
-        [--patch-outliers] [--stroke-outliers] [--overlay-outliers] [--quick] [--figures DIR]
+        [--patch-outliers] [--stroke-outliers] [--overlay-outliers [--overlay-levels LO HI]]
+        [--quick] [--figures DIR]
         [--explainers DIR] [--out FILE]
     python benchmarks/paper_tables.py --merge A.json B.json --out FILE   # join partial runs
     python benchmarks/paper_tables.py --merge A.json B.json --into T.json --out FILE   # update T
@@ -46,6 +47,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from captum_cfx import CounterfactualAnomalyExplainer, GeneratorConfig, train_detector
 from captum_cfx.data import (
+    FAINT_OVERLAY_LEVELS,
     LabeledImages,
     added_strokes,
     colored_mnist,
@@ -187,14 +189,18 @@ def mnist_detector(name: str, train: LabeledImages, strokes: LabeledImages, args
     the random ``strokes`` (M, 1, H, W), plus, with ``--patch-outliers``, 2,000 normal
     training images with pasted patches (as the Colored-MNIST detector has), and with
     ``--stroke-outliers`` 2,000 with pen strokes drawn over them, and with
-    ``--overlay-outliers`` 2,000 under a faint rectangle or haze."""
+    ``--overlay-outliers`` 2,000 under a faint rectangle or haze (peak brightness drawn
+    from ``--overlay-levels``)."""
     extra = []
     if args.patch_outliers:
         extra.append(pasted_patches(train.normal().images, 2000, seed=args.seed + 2).images)
     if args.stroke_outliers:
         extra.append(added_strokes(train.normal().images, 2000, seed=args.seed + 3).images)
     if args.overlay_outliers:
-        extra.append(faint_overlays(train.normal().images, 2000, seed=args.seed + 4).images)
+        overlays = faint_overlays(
+            train.normal().images, 2000, levels=tuple(args.overlay_levels), seed=args.seed + 4
+        )
+        extra.append(overlays.images)
     outliers: Dataset = TensorDataset(torch.cat([strokes.images, *extra])) if extra else strokes
     return train_detector(
         name,
@@ -290,6 +296,7 @@ def mnist_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List[D
                 "patch_outliers": args.patch_outliers,
                 "stroke_outliers": args.stroke_outliers,
                 "overlay_outliers": args.overlay_outliers,
+                "overlay_levels": args.overlay_levels if args.overlay_outliers else None,
                 "reference_share": args.reference_share,
                 "fid_features": "digit CNN trained on the MNIST training split (10 classes)",
                 "config": configs[name].to_dict(),
@@ -570,6 +577,9 @@ def _setting(row: Dict) -> tuple:
         row.get("patch_outliers", False),
         row.get("stroke_outliers", False),
         row.get("overlay_outliers", False),
+        tuple(row.get("overlay_levels") or FAINT_OVERLAY_LEVELS)
+        if row.get("overlay_outliers")
+        else None,
         row.get("reference_share", 0.0),
     )
 
@@ -690,6 +700,14 @@ def grid_arguments(parser: argparse.ArgumentParser, classes: List[int]) -> None:
         "--overlay-outliers",
         action="store_true",
         help="MNIST: add normal images under a faint rectangle or haze to the outlier exposure",
+    )
+    parser.add_argument(
+        "--overlay-levels",
+        type=float,
+        nargs=2,
+        default=list(FAINT_OVERLAY_LEVELS),
+        metavar=("LOW", "HIGH"),
+        help="with --overlay-outliers: the range of the overlays' peak brightness",
     )
     parser.add_argument("--seed", type=int, default=0)
 

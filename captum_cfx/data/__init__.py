@@ -7,6 +7,7 @@ from captum_cfx.data.dataset import LabeledImages, default_data_root
 from captum_cfx.data.folder import load_image_folder
 from captum_cfx.data.mnist import load_mnist
 from captum_cfx.data.outliers import (
+    FAINT_OVERLAY_LEVELS,
     added_strokes,
     faint_overlays,
     pasted_patches,
@@ -16,6 +17,7 @@ from captum_cfx.data.splits import one_vs_rest
 
 __all__ = [
     "DEFAULT_PALETTE",
+    "FAINT_OVERLAY_LEVELS",
     "LabeledImages",
     "added_strokes",
     "colored_mnist",

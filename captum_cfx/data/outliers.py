@@ -164,11 +164,15 @@ def added_strokes(
     )
 
 
+#: :func:`faint_overlays`' default range of the overlays' peak brightness.
+FAINT_OVERLAY_LEVELS: Tuple[float, float] = (0.05, 0.3)
+
+
 def faint_overlays(
     images: Tensor,
     n: int,
     *,
-    levels: Tuple[float, float] = (0.05, 0.3),
+    levels: Tuple[float, float] = FAINT_OVERLAY_LEVELS,
     seed: int = 0,
 ) -> LabeledImages:
     """Normal images under a faint overlay, as outliers: a large dim rectangle or a haze.
