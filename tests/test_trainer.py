@@ -1,7 +1,8 @@
 """CounterfactualTrainer: phi's floor, L_phi's view calibration (``calibrate_views``),
 L_phi on logits (``phi_loss="logit"``), the floor's feedback (``floor_feedback``) and the
-normal logits' quantiles as targets (``normal_quantile_targets``) and G's weights' moving
-average (``ema_decay``)."""
+normal logits' quantiles as targets (``normal_quantile_targets``), G's weights' moving
+average (``ema_decay``) and the prior against ink off the normal support
+(``lambda_support``)."""
 
 from __future__ import annotations
 
@@ -424,3 +425,43 @@ def test_ema_decay_keeps_gs_weights_moving_average_and_resumes_it(monkeypatch):
 def test_ema_decay_is_checked(decay):
     with pytest.raises(ValueError, match=r"ema_decay must lie in \[0, 1\)"):
         GeneratorConfig(ema_decay=decay)
+
+
+def test_loss_support_costs_a_mark_off_the_normal_support_and_nothing_on_it():
+    support = torch.zeros(16, 16)
+    support[4:12, 6:10] = 1.0  # normal images have ink in a central bar only
+    x = torch.zeros(1, 1, 16, 16)
+    x[:, :, 5:11, 7:9] = 1.0  # the input's own ink, inside the support
+    redrawn = torch.zeros_like(x)
+    redrawn[:, :, 4:12, 6:10] = 1.0  # new ink where normal images have it
+    marked = x.clone()
+    marked[:, :, 0:2, 0:5] = 0.2  # a faint mark in a corner: 10 pixels at 0.2
+    marked.requires_grad_(True)
+    assert losses.loss_support(redrawn, x, support).item() == 0.0
+    assert losses.loss_support(torch.zeros_like(x), x, support).item() == 0.0  # erasing
+    cost = losses.loss_support(marked, x, support)
+    torch.testing.assert_close(cost, torch.tensor(2.0))
+    cost.backward()
+    assert marked.grad is not None
+    assert marked.grad[:, :, 0:2, 0:5].eq(1).all() and marked.grad.sum() == 10
+
+
+def test_lambda_support_adds_the_prior_on_the_normal_images_support_to_gs_loss():
+    normal = bright_square_images(64, False, seed=1, flat=True)
+    trainer = _trainer(False, normal, lambda_support=0.5)
+    # The support is the normal images' per-pixel 99% quantile: their flat grey, below 0.1.
+    assert trainer.support is not None and trainer.support.shape == (16, 16)
+    assert 0 < float(trainer.support.max()) <= 0.1
+    record = trainer.train_step()
+    assert record["loss_support"] is not None and record["loss_support"] >= 0
+    weighted = sum(
+        getattr(trainer.config, name.replace("loss_", "lambda_")) * record[name]
+        for name in ("loss_gan", "loss_phi", "loss_rec", "loss_cyc", "loss_con")
+        + ("loss_distinct", "loss_support")
+    )
+    assert record["loss_total"] == pytest.approx(weighted, rel=1e-5)
+    # Off by default: no support, no term.
+    plain = _trainer(False, normal)
+    assert plain.support is None and "loss_support" not in plain.train_step()
+    with pytest.raises(ValueError, match="nonnegative"):
+        GeneratorConfig(lambda_support=-1.0)

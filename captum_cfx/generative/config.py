@@ -80,6 +80,16 @@ class GeneratorConfig:
     the averaged G's batch normality AuROC: phi can score the average's counterfactuals
     lower than G's own (on Colored-MNIST by 2-3.5 points of AuROC), and a floor that followed
     G would leave the kept G below normal.
+
+    ``lambda_support`` (0 turns it off) weighs a prior against ink that neither the input nor
+    normal images have where it is drawn: x_bar's brightness above the normal training
+    images' per-pixel 99% quantile, summed outside the input's ink dilated by 2 pixels
+    (:func:`~captum_cfx.generative.losses.loss_support`). A detector trained on few normal
+    images can accept a faint mark (a dim square in a corner, a bar under the digit) that no
+    normal image has, and L_GAN alone does not stop G from adding it (benchmarks/RESULTS.md,
+    runs 46-49); redrawing where normal images have ink, or erasing, costs nothing. It
+    speaks only where normal images share a dark background (digits, aligned objects):
+    where they have ink everywhere, the support is bright everywhere and the prior is 0.
     """
 
     widths: Tuple[int, int, int] = (16, 32, 64)
@@ -104,6 +114,7 @@ class GeneratorConfig:
     lambda_cyc: float = 20.0
     lambda_con: float = 1.0
     lambda_distinct: float = 2.0
+    lambda_support: float = 0.0
     distinct_margin: float = 0.1
     alpha_zero_share: float = 0.25
     robust_noise: float = 0.03
@@ -160,6 +171,7 @@ class GeneratorConfig:
             self.lambda_cyc,
             self.lambda_con,
             self.lambda_distinct,
+            self.lambda_support,
         ]
         if min(weights) < 0 or self.lr <= 0:
             raise ValueError("loss weights must be nonnegative and lr positive.")

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from captum_cfx.metrics import off_support_mass
+
 
 def loss_discriminator(d_real: Tensor, d_fake: Tensor) -> Tensor:
     """1. GAN, D's side (hinge): L_D = E[relu(1 - D(x))] + E[relu(1 + D(x_bar))]."""
@@ -85,3 +87,15 @@ def loss_distinct(x_k: Tensor, x_other: Tensor, margin: float, pool: int = 4) ->
     """
     distance = (F.avg_pool2d(x_k, pool) - F.avg_pool2d(x_other, pool)).abs().mean((1, 2, 3))
     return F.relu(margin - distance).mean()
+
+
+def loss_support(x_bar: Tensor, x: Tensor, support: Tensor) -> Tensor:
+    """A prior against marks: x_bar's ink off the normal images' ``support`` (H, W) and away
+    from the input's own ink, summed per image and averaged over the batch.
+
+    x_bar, x: (N, C, H, W) in [0, 1]. The sum is
+    :func:`~captum_cfx.metrics.off_support_mass`, the quantity the off-support oracle
+    thresholds, so a mark costs its whole mass (ten pixels 0.2 above the support: 2.0)
+    however large the image.
+    """
+    return off_support_mass(x_bar, x, support).mean()

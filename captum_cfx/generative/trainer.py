@@ -30,11 +30,14 @@ from captum_cfx.detectors.adapter import AnomalyDetector, phi_from_logit, score_
 from captum_cfx.generative import losses
 from captum_cfx.generative.augment import diff_augment, robust_view
 from captum_cfx.generative.config import GeneratorConfig, build_networks
-from captum_cfx.metrics import normality_auroc
+from captum_cfx.metrics import normal_support, normality_auroc
 
 CHECKPOINT_NAME = "checkpoint.pt"
 #: At most this many normal images, drawn at random, set phi's floor (their median score).
 FLOOR_SAMPLE = 1024
+#: At most this many normal images, drawn at random, set ``lambda_support``'s support
+#: (torch.quantile takes at most 2**24 values: 4,096 images of 64 x 64 pixels).
+SUPPORT_SAMPLE = 4096
 
 
 def random_subset(images: Tensor, size: int, rng: torch.Generator) -> Tensor:
@@ -118,6 +121,14 @@ class CounterfactualTrainer:
         levels = torch.tensor(config.floor_range, device=self.normal_scores.device)
         low, high = self.normal_scores.quantile(levels).tolist()
         self.floor_bounds = (low, high)  # config.floor_range's quantiles, on phi's scale
+        # Where normal images have ink (lambda_support's prior; None when it is off).
+        self.support = (
+            normal_support(
+                random_subset(normal, SUPPORT_SAMPLE, torch.Generator().manual_seed(seed))
+            )
+            if config.lambda_support > 0
+            else None
+        )
         # One floor per concept; they stay equal unless floor_per_concept moves each alone.
         self.floors = [self.normal_median] * n_concepts
         self.step = 0
@@ -202,14 +213,19 @@ class CounterfactualTrainer:
                 x_bar[:n], x_bar[n:], cfg.distinct_margin, cfg.concept_pool
             ),
         }
-        total = (
-            cfg.lambda_gan * terms["loss_gan"]
-            + cfg.lambda_phi * terms["loss_phi"]
-            + cfg.lambda_rec * terms["loss_rec"]
-            + cfg.lambda_cyc * terms["loss_cyc"]
-            + cfg.lambda_con * terms["loss_con"]
-            + cfg.lambda_distinct * terms["loss_distinct"]
-        )
+        if self.support is not None:
+            terms["loss_support"] = losses.loss_support(x_bar, xx, self.support)
+        weights = {
+            "loss_gan": cfg.lambda_gan,
+            "loss_phi": cfg.lambda_phi,
+            "loss_rec": cfg.lambda_rec,
+            "loss_cyc": cfg.lambda_cyc,
+            "loss_con": cfg.lambda_con,
+            "loss_distinct": cfg.lambda_distinct,
+            "loss_support": cfg.lambda_support,
+        }
+        # Added in this order, as before lambda_support, so that earlier runs reproduce exactly.
+        total = sum((weights[name] * term for name, term in terms.items()), x.new_zeros(()))
         self._check_finite({**terms, "loss_total": total})
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
