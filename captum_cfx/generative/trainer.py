@@ -35,8 +35,8 @@ from captum_cfx.metrics import normal_support, normality_auroc
 CHECKPOINT_NAME = "checkpoint.pt"
 #: At most this many normal images, drawn at random, set phi's floor (their median score).
 FLOOR_SAMPLE = 1024
-#: At most this many normal images, drawn at random, set ``lambda_support``'s support
-#: (torch.quantile takes at most 2**24 values: 4,096 images of 64 x 64 pixels).
+#: At most this many normal images, drawn at random, set ``lambda_support``'s support (its
+#: per-pixel 99% quantile sorts them all; more images would move it little).
 SUPPORT_SAMPLE = 4096
 
 
