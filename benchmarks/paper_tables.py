@@ -57,7 +57,7 @@ from captum_cfx.data import (
     pasted_patches,
     random_strokes,
 )
-from captum_cfx.demo import COLORED_MNIST_CONFIG, colored_mnist_detector
+from captum_cfx.demo import colored_mnist_detector
 from captum_cfx.detectors import score_images
 from captum_cfx.metrics import (
     auroc,
@@ -400,24 +400,13 @@ def colored_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List
                 # data set's own reference for normality AuROC, beside the ideal 50%.
                 "normality_auroc_of_normal_modes": normal_mode_aurocs(cell["test_scores"], test),
                 # x_bar's target at alpha = 0 when training stopped (it moves with
-                # floor_feedback; the concepts' floors' mean with floor_per_concept)
+                # floor_feedback)
                 "floor_at_end": cell["explainer"].history_["floor"][-1],
-                "floors_at_end": concept_floors_at_end(cell["explainer"], configs[name]),
                 "config": configs[name].to_dict(),
                 **stamp,
             }
         )
     return rows
-
-
-def concept_floors_at_end(
-    explainer: CounterfactualAnomalyExplainer, config: GeneratorConfig
-) -> Optional[List[Optional[float]]]:
-    """Each concept's floor when the ``explainer`` fitted with ``config`` stopped training,
-    with ``floor_per_concept``; else None."""
-    if not config.floor_per_concept:
-        return None
-    return [explainer.history_[f"floor_{k}"][-1] for k in range(explainer.n_concepts_)]
 
 
 def training_diagnostics(
@@ -722,7 +711,7 @@ def main() -> None:
         "--colored-config",
         type=json.loads,
         default=None,
-        help="Colored-MNIST GeneratorConfig (default: the demo's)",
+        help="Colored-MNIST GeneratorConfig (default: GeneratorConfig())",
     )
     parser.add_argument(
         "--detector-config",
@@ -772,11 +761,7 @@ def main() -> None:
         if args.quick:
             args.classes, args.steps, args.colored_steps, args.detector_epochs = [0], 150, 150, 5
         stamp = provenance()
-        colored_config = (
-            COLORED_MNIST_CONFIG
-            if args.colored_config is None
-            else GeneratorConfig.from_dict(args.colored_config)
-        )
+        colored_config = GeneratorConfig.from_dict(args.colored_config or {})
         rows = []
         if "mnist" in args.datasets:
             mnist_configs = per_detector(GeneratorConfig.from_dict(args.config), args)

@@ -67,7 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--outliers", type=Path, default=None, help="folder of anomalous images")
     fit.add_argument("--out", type=Path, required=True, help="folder for the explainer")
     fit.add_argument("--n-concepts", type=int, default=2)
-    fit.add_argument("--steps", type=int, default=3000)
+    fit.add_argument(
+        "--steps",
+        type=lambda v: v if v == "auto" else int(v),
+        default="auto",
+        help="training steps, or 'auto' (default): until the held-out judgement stops improving",
+    )
+    fit.add_argument("--max-steps", type=int, default=4000, help="the most steps 'auto' trains")
     fit.add_argument("--calibration", default="auto", help="auto, identity, sigmoid, exp, gaussian")
     fit.add_argument("--device", default=None)
     fit.set_defaults(run=_run_fit)
@@ -120,6 +126,7 @@ def _run_fit(args: argparse.Namespace) -> int:
         [normal],
         outlier_loader=outliers,
         steps=args.steps,
+        max_steps=args.max_steps,
         device=args.device,
         calibration=args.calibration,
         checkpoint_dir=args.out / "checkpoint",

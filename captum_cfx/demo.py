@@ -26,7 +26,6 @@ from captum_cfx.detectors import (
 )
 from captum_cfx.detectors.training import resolve_device
 from captum_cfx.explainer import CounterfactualAnomalyExplainer
-from captum_cfx.generative import GeneratorConfig
 from captum_cfx.metrics import auroc, concept_accuracy, normality_auroc, proximity, validity
 from captum_cfx.visualization import explanation_figure, traversal_strip
 
@@ -35,18 +34,6 @@ logger = logging.getLogger("captum_cfx")
 #: Fit budgets: the default demo runs 8 minutes in all on 2 CPU cores, --quick under one.
 DEMO_STEPS, QUICK_STEPS = 1100, 60
 DEMO_DETECTOR_EPOCHS, QUICK_DETECTOR_EPOCHS = 30, 10
-#: The explainer for Colored-MNIST: concept 0 may only recolour image-wide, concept 1 may
-#: only redraw locally in the input's own colour, so the two explanations cannot collapse
-#: onto one edit; a lighter cycle term and a stronger discriminator let the local concept
-#: redraw the digit, and a discriminator that judges each image with phi's score rejects the
-#: pasted marks the detector was taught to flag (benchmarks/RESULTS.md, issue 3, attempts 9,
-#: 10 and 12).
-COLORED_MNIST_CONFIG = GeneratorConfig(
-    concept_routes=("global", "shape"),
-    lambda_cyc=5.0,
-    lambda_gan=5.0,
-    conditional_discriminator=True,
-)
 
 
 def colored_mnist_detector(
@@ -149,7 +136,7 @@ def run_demo(
         explainer.generator_.to(device)
         explainer.concept_classifier_.to(device)
     else:
-        explainer = CounterfactualAnomalyExplainer(n_concepts=2, config=COLORED_MNIST_CONFIG).fit(
+        explainer = CounterfactualAnomalyExplainer(n_concepts=2).fit(
             detector,
             DataLoader(train.normal(), batch_size=256),
             outlier_loader=DataLoader(train.anomalous(), batch_size=256),

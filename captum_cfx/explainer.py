@@ -26,16 +26,24 @@ from captum_cfx.detectors.adapter import (
     score_images,
 )
 from captum_cfx.detectors.training import resolve_device
+from captum_cfx.fit_report import (
+    failures,
+    judge,
+    probe_anomalies,
+    quality,
+    self_made_outliers,
+    split_holdout,
+)
 from captum_cfx.generative.augment import robust_view
 from captum_cfx.generative.config import GeneratorConfig, build_networks
-from captum_cfx.generative.trainer import CounterfactualTrainer, random_subset
-from captum_cfx.metrics import validity
+from captum_cfx.generative.trainer import CounterfactualTrainer
 
 FORMAT = "captum_cfx.CounterfactualAnomalyExplainer"
 FORMAT_VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE, HISTORY_FILE = "config.json", "weights.pt", "history.json"
-#: ``fit`` warns when fewer of the training outliers' counterfactuals than this are valid.
-MIN_VALIDITY = 0.5
+REPORT_FILE = "fit_report.json"
+#: ``fit(steps="auto")`` stops after this many held-out judgements without improvement.
+PATIENCE = 4
 
 InputsT = TypeVar("InputsT", Tensor, Tuple[Tensor, ...])
 
@@ -45,7 +53,8 @@ class NotFittedError(RuntimeError):
 
 
 class FitWarning(UserWarning):
-    """``fit`` ended with counterfactuals that phi mostly does not find normal."""
+    """``fit`` failed its held-out judgement: counterfactuals that phi mostly does not find
+    normal, concepts that make one edit, or no anomaly to judge by."""
 
 
 def _gather(loader: Iterable[Any], name: str) -> Tensor:
@@ -74,14 +83,14 @@ class CounterfactualAnomalyExplainer(Attribution):
             (``GeneratorConfig()``)
 
     After ``fit`` or ``load``, ``forward_func`` is phi, the wrapped detector (None after a
-    ``load`` without one); ``generator_`` and ``concept_classifier_`` are the trained G (its
-    weights' moving average with ``ema_decay``) and R; ``history_`` maps every loss to its
-    value per training step, and also ``normal_at_zero`` (the running share of alpha = 0
+    ``load`` without one); ``fit_report_`` is the held-out judgement of the kept G (see
+    ``fit``; saved with the explainer); ``generator_`` and ``concept_classifier_`` are the
+    trained G (its weights' moving average with ``ema_decay``) and R; ``history_`` maps every
+    loss to its value per training step, and also ``normal_at_zero`` (the running share of alpha = 0
     counterfactuals phi finds normal), ``normality_auroc`` (the batch's flagged inputs'
     alpha = 0 counterfactuals ranked against the normal images that set the targets, ``fit``'s
     ``reference_loader`` or else ``normal_loader``; None in a step without
-    any), ``floor`` (x_bar's target at alpha = 0; the concepts' floors' mean with
-    ``floor_per_concept``, which adds each concept k's ``floor_k``) and, with ``ema_decay``,
+    any), ``floor`` (x_bar's target at alpha = 0) and, with ``ema_decay``,
     ``normality_auroc_average`` (the same for G's weights' moving average, the G kept);
     ``n_concepts_`` is K and ``input_shape_`` the fitted (C, H, W).
     """
@@ -112,7 +121,8 @@ class CounterfactualAnomalyExplainer(Attribution):
         *,
         outlier_loader: Optional[Iterable[Any]] = None,
         reference_loader: Optional[Iterable[Any]] = None,
-        steps: int = 3000,
+        steps: Union[int, str] = "auto",
+        max_steps: int = 4000,
         device: Union[str, torch.device, None] = None,
         seed: int = 0,
         progress: bool = True,
@@ -128,30 +138,52 @@ class CounterfactualAnomalyExplainer(Attribution):
             normal_loader: yields normal images (N, C, H, W) in [0, 1] (1 or 3 channels) or
                 (images, labels) pairs; read once into memory.
             outlier_loader: optional anomalous or outlier images of the same shape; when
-                given, half of each batch comes from it.
+                given, half of each batch comes from it. Without it, half of each batch
+                comes from corruptions of the normal images that phi flags
+                (:func:`captum_cfx.fit_report.self_made_outliers`).
             reference_loader: optional normal images of the same shape that the detector
                 was not trained on (a held-out split); their scores, not ``normal_loader``'s,
                 set what "normal" means to L_phi (its floor and quantile targets). Give it
                 when the detector scores its training images lower than new normal images:
                 counterfactuals aimed at training scores come out more normal than the
                 normal data they are judged against.
-            steps: training steps in all (a resumed run continues to this count).
+            steps: training steps in all (a resumed run continues to this count), or
+                ``"auto"``: train until the held-out judgement (below) stops improving for
+                ``PATIENCE`` scorings in a row, at most ``max_steps``.
+            max_steps: the most steps ``steps="auto"`` trains.
             device: where to train; the detector's device, else CUDA when present, else CPU.
             seed: makes a CPU run repeatable (weights, batch order, every random draw).
             progress: show a tqdm bar with the losses.
             checkpoint_dir: write a checkpoint here every ``checkpoint_every`` steps and at
                 the end, and resume from it when it holds one.
-            checkpoint_every: steps between checkpoints.
+            checkpoint_every: steps between checkpoints and held-out judgements.
             calibration: passed to ``as_detector`` for a raw model.
 
         Returns:
             self, fitted.
+
+        ``fit`` judges itself: it holds out a share of the normal images (10%, at most 512;
+        none of fewer than 10), and at every checkpoint step scores the counterfactuals of up
+        to 256 anomalies phi flags (the outliers when given and flagged, else corruptions of
+        the held-out images: a recolouring, a quarter turn, a zoom, patches, a stroke, a
+        dimming) by validity and normality AuROC against the held-out normal images. It
+        keeps the best-judged G and R, and ``fit_report_`` holds the judgement of them
+        (:func:`captum_cfx.fit_report.judge`). A :class:`FitWarning` names every failure
+        (counterfactuals that are not normal, concepts that make one edit, nothing to judge
+        by) and its likely cause.
         """
         if not isinstance(self.n_concepts, int) or self.n_concepts < 1:
             raise ValueError(f"n_concepts must be a positive int, got {self.n_concepts!r}.")
-        if steps < 1 or checkpoint_every < 1:
+        if steps == "auto":
+            steps_in_all, patience = max_steps, PATIENCE
+        elif isinstance(steps, int) and not isinstance(steps, bool):
+            steps_in_all, patience = steps, 0
+        else:
+            raise ValueError(f"steps must be a positive int or 'auto', got {steps!r}.")
+        if steps_in_all < 1 or checkpoint_every < 1:
             raise ValueError(
-                f"steps and checkpoint_every must be positive, got {steps} and {checkpoint_every}."
+                "steps (max_steps with steps='auto') and checkpoint_every must be positive, got "
+                f"{steps_in_all} and {checkpoint_every}."
             )
         config = self.config or GeneratorConfig()
         normal = _gather(normal_loader, "normal_loader")
@@ -169,14 +201,26 @@ class CounterfactualAnomalyExplainer(Attribution):
             raise ValueError(f"images must be at least 8x8 pixels, got {tuple(normal.shape[-2:])}.")
         phi = as_detector(detector, normal_data=normal, calibration=calibration)  # type: ignore[arg-type]
         device = self._device_for(phi, device)
-        normal = normal.to(device)
+        normal, held_out = (t.to(device) for t in split_holdout(normal, seed))
         outliers = None if outliers is None else outliers.to(device)
         reference = None if reference is None else reference.to(device)
         self._check_detector(phi, normal[: config.batch_size])
+        probe, judged_on = probe_anomalies(phi, held_out, outliers, seed)
+        if outliers is None:  # G learns to undo anomalies only from anomalous inputs
+            outliers = self_made_outliers(phi, normal, seed + 1)
+            outliers = outliers if len(outliers) else None
+        held_out_scores = score_images(phi, held_out) if len(held_out) else held_out.new_empty(0)
         trainer = CounterfactualTrainer(
             phi, normal, outliers, self.n_concepts, config, device, seed, reference
         )
-        trainer.run(steps, progress, checkpoint_dir, checkpoint_every)
+
+        def counterfactuals(x: Tensor) -> Tensor:
+            return self._all_concepts(trainer.kept_generator, x, self.n_concepts)
+
+        def evaluate() -> float:
+            return quality(judge(counterfactuals, phi, probe, held_out_scores))
+
+        trainer.run(steps_in_all, progress, checkpoint_dir, checkpoint_every, evaluate, patience)
         # Set the learned state only now, so a failed fit leaves the explainer as it was.
         self.forward_func = phi
         self.config_ = config
@@ -185,58 +229,48 @@ class CounterfactualAnomalyExplainer(Attribution):
         self.history_ = dict(trainer.history)
         self.n_concepts_ = self.n_concepts
         self.input_shape_ = tuple(normal.shape[1:])
-        if outliers is not None:
-            self._warn_if_not_normal(normal, outliers, config.robust_noise, seed)
+        report = judge(counterfactuals, phi, probe, held_out_scores)
+        view_false_alarms = None
+        if len(held_out):
+            views = robust_view(held_out, torch.Generator().manual_seed(seed), config.robust_noise)
+            view_false_alarms = float((score_images(phi, views) >= 0.5).float().mean())
+        report.update(
+            judged_on=judged_on if len(probe) else None,
+            steps=trainer.step,
+            kept_step=trainer.best["step"] if trainer.best else trainer.step,
+            view_false_alarms=view_false_alarms,
+        )
+        self.fit_report_ = report
+        problems = failures(report)
+        if problems:
+            warnings.warn(
+                "the explainer failed its held-out judgement: " + "; ".join(problems) + ".",
+                FitWarning,
+                stacklevel=2,
+            )
         return self
 
-    def _warn_if_not_normal(
-        self, normal: Tensor, outliers: Tensor, noise: float, seed: int
-    ) -> None:
-        """Warn (:class:`FitWarning`) when most counterfactuals (all K, alpha = 0) of up to
-        256 random training outliers that phi flags still score 0.5 or more, with the likely
-        cause, measured only then: the share of up to 512 random ``normal`` images phi flags
-        as they are, else under L_phi's robust view (with noise level ``noise``)."""
-        phi = self.forward_func
-        rng = torch.Generator().manual_seed(seed)
-        sample = random_subset(outliers, 256, rng)
-        flagged = sample[(score_images(phi, sample) >= 0.5).to(sample.device)]
-        if not len(flagged):
-            return
-        valid = validity(score_images(phi, self.counterfactuals(flagged).flatten(0, 1)))
-        if valid >= MIN_VALIDITY:
-            return
-
-        def flagged_share(images: Tensor) -> float:
-            return 1 - validity(score_images(phi, images))
-
-        normal_sample = random_subset(normal, 512, rng)
-        false_alarms = flagged_share(normal_sample)
-        if false_alarms >= 0.5:
-            cause = (
-                f"phi itself flags {false_alarms:.0%} of the normal images it was given, as "
-                "they are: at its 0.5 threshold normal images are not normal to it, so "
-                "counterfactuals that look like them cannot be either (train the detector "
-                "until it passes its own normal images, e.g. for more epochs, or give fit "
-                "scores whose 0.5 separates normal from anomalous). "
-            )
-        else:
-            view_false_alarms = flagged_share(robust_view(normal_sample, rng, noise))
-            cause = (
-                f"phi itself flags {view_false_alarms:.0%} of the normal images after the "
-                "small shift, blur and noise under which L_phi scores counterfactuals, which "
-                "leaves G few edits that phi accepts (a detector trained on such views, as "
-                "train_detector(..., augment=True) trains one, does not flag them). "
-                if view_false_alarms >= 0.5
-                else ""
-            )
-        warnings.warn(
-            f"only {valid:.0%} of the counterfactuals of the {len(flagged)} training outliers "
-            f"phi flags score below 0.5: the explanations are not normal yet. {cause}"
-            "Fit for more steps, or raise GeneratorConfig.lambda_phi (e.g. to 10) when phi's "
-            "logits are flat (the tutorial, 'When the counterfactuals do not move phi').",
-            FitWarning,
-            stacklevel=3,
-        )
+    @staticmethod
+    def _all_concepts(generator: torch.nn.Module, x: Tensor, k_count: int) -> Tensor:
+        """G's alpha = 0 counterfactuals (N, K, C, H, W) of images (N, C, H, W), in batches of
+        256, in eval mode (the caller's mode is restored)."""
+        mode = generator.training
+        generator.eval()
+        out = []
+        with torch.no_grad():
+            for batch in x.split(256):
+                alpha = batch.new_zeros(len(batch))
+                out.append(
+                    torch.stack(
+                        [
+                            generator(batch, alpha, torch.full_like(alpha, k, dtype=torch.long))
+                            for k in range(k_count)
+                        ],
+                        1,
+                    )
+                )
+        generator.train(mode)
+        return torch.cat(out) if out else x.new_empty((0, k_count, *x.shape[1:]))
 
     @staticmethod
     def _device_for(phi: AnomalyDetector, device: Union[str, torch.device, None]) -> torch.device:
@@ -450,7 +484,8 @@ class CounterfactualAnomalyExplainer(Attribution):
         """Write the fitted explainer into the folder ``path``.
 
         ``weights.pt`` holds tensors only (read back with ``torch.load(weights_only=True)``),
-        ``config.json`` the configuration and ``history.json`` the training history. The
+        ``config.json`` the configuration, ``history.json`` the training history and
+        ``fit_report.json`` the held-out judgement. The
         detector is not saved (only its calibration statistics): pass it to :meth:`load`.
 
         Returns:
@@ -486,6 +521,7 @@ class CounterfactualAnomalyExplainer(Attribution):
         atomic_save(weights, folder / WEIGHTS_FILE)
         atomic_write_text(json.dumps(config, indent=2), folder / CONFIG_FILE)
         atomic_write_text(json.dumps(self.history_), folder / HISTORY_FILE)
+        atomic_write_text(json.dumps(self.fit_report_, indent=2), folder / REPORT_FILE)
         return folder
 
     @classmethod
@@ -559,6 +595,8 @@ class CounterfactualAnomalyExplainer(Attribution):
         explainer.concept_classifier_ = concept_classifier.eval()
         history_path = folder / HISTORY_FILE
         explainer.history_ = json.loads(history_path.read_text()) if history_path.is_file() else {}
+        report_path = folder / REPORT_FILE
+        explainer.fit_report_ = json.loads(report_path.read_text()) if report_path.is_file() else {}
         explainer.n_concepts_ = explainer.n_concepts
         explainer.input_shape_ = tuple(int(v) for v in config["input_shape"])
         return explainer

@@ -70,14 +70,10 @@ def test_routes_are_checked_by_name_and_count():
     assert GeneratorConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
 
 
-def test_a_conditional_discriminator_judges_each_image_with_its_score():
+def test_the_discriminator_judges_each_image_with_its_score():
     torch.manual_seed(0)
     x = torch.rand(4, 3, 28, 28)
-    conditional, plain = Discriminator(3, 8, conditional=True), Discriminator(3, 8)
-    as_normal, as_anomalous = conditional(x, torch.zeros(4)), conditional(x, torch.ones(4))
-    assert as_normal.shape == plain(x).shape == (4, 64)
+    discriminator = Discriminator(3, 8)
+    as_normal, as_anomalous = discriminator(x, torch.zeros(4)), discriminator(x, torch.ones(4))
+    assert as_normal.shape == (4, 64)
     assert (as_normal - as_anomalous).abs().min() > 0  # every patch's verdict uses the score
-    with pytest.raises(ValueError, match="scores"):
-        conditional(x)
-    with pytest.raises(ValueError, match="scores"):
-        plain(x, torch.zeros(4))

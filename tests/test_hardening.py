@@ -13,6 +13,7 @@ from torch import nn
 
 import captum_cfx.generative.losses as losses
 from captum_cfx import CounterfactualAnomalyExplainer, NotFittedError
+from captum_cfx.generative.trainer import CounterfactualTrainer
 
 NORMAL = bright_square_images(32, False, seed=1)
 ANOMALOUS = bright_square_images(4, True, seed=7)
@@ -44,26 +45,37 @@ def weights(explainer):
     return {k: v.clone() for k, v in explainer.generator_.state_dict().items()}
 
 
-def test_an_interrupted_and_resumed_fit_equals_an_uninterrupted_one(tmp_path):
+def test_an_interrupted_and_resumed_fit_equals_an_uninterrupted_one(tmp_path, monkeypatch):
     full = CounterfactualAnomalyExplainer(config=TINY).fit(
         Spot(), [NORMAL], steps=6, checkpoint_dir=tmp_path / "a", checkpoint_every=2, progress=False
     )
-    # Calibration and the detector check take a few calls; then 3 calls per step. Stop in step 5.
+    # Ctrl-C in the middle of step 5: its detector calls stop at the third.
+    interrupting = Spot()
+    real_step = CounterfactualTrainer.train_step
+
+    def step_then_interrupt(trainer):
+        if trainer.step == 4:
+            interrupting.interrupt_at = interrupting.calls + 3
+        return real_step(trainer)
+
+    monkeypatch.setattr(CounterfactualTrainer, "train_step", step_then_interrupt)
     with pytest.warns(RuntimeWarning, match="interrupted at step 4"):
         CounterfactualAnomalyExplainer(config=TINY).fit(
-            Spot(interrupt_at=2 + 3 * 4 + 2),
+            interrupting,
             [NORMAL],
             steps=6,
             checkpoint_dir=tmp_path / "b",
             checkpoint_every=2,
             progress=False,
         )
+    monkeypatch.setattr(CounterfactualTrainer, "train_step", real_step)
     resumed = CounterfactualAnomalyExplainer(config=TINY).fit(
         Spot(), [NORMAL], steps=6, checkpoint_dir=tmp_path / "b", checkpoint_every=2, progress=False
     )
     for name, value in weights(full).items():
         torch.testing.assert_close(weights(resumed)[name], value, rtol=0, atol=0)
     assert resumed.history_ == full.history_
+    assert resumed.fit_report_ == full.fit_report_
     assert not list((tmp_path / "b").glob("*.tmp"))
 
 

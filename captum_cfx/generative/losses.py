@@ -10,8 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from captum_cfx.metrics import off_support_mass
-
 
 def loss_discriminator(d_real: Tensor, d_fake: Tensor) -> Tensor:
     """1. GAN, D's side (hinge): L_D = E[relu(1 - D(x))] + E[relu(1 + D(x_bar))]."""
@@ -23,23 +21,10 @@ def loss_gan(d_fake: Tensor) -> Tensor:
     return -d_fake.mean()
 
 
-def loss_phi(logit_bar: Tensor, alpha: Tensor, logit_tilde: Tensor, score: Tensor) -> Tensor:
-    """2. Anomaly score: L_phi = BCE(phi(x_bar), alpha) + BCE(phi(x_tilde), s).
-
-    Takes phi's logits (N,) rather than phi, so that the loss keeps its gradient where phi
-    has rounded to 0 or 1.
-    """
-    return F.binary_cross_entropy_with_logits(
-        logit_bar, alpha
-    ) + F.binary_cross_entropy_with_logits(logit_tilde, score)
-
-
-def loss_phi_logit(
-    logit_bar: Tensor, target_bar: Tensor, logit_tilde: Tensor, score: Tensor
-) -> Tensor:
-    """2. Anomaly score with x_bar's term on phi's logit scale: a Huber loss (``beta = 1``)
-    between phi's logits on x_bar (N,) and the targets' logits (N,), plus the paper's
-    ``BCE(phi(x_tilde), s)``.
+def loss_phi(logit_bar: Tensor, target_bar: Tensor, logit_tilde: Tensor, score: Tensor) -> Tensor:
+    """2. Anomaly score, the paper's ``BCE(phi(x_bar), alpha) + BCE(phi(x_tilde), s)`` with
+    x_bar's term on phi's logit scale: a Huber loss (``beta = 1``) between phi's logits on
+    x_bar (N,) and the targets' logits (N,), plus ``BCE(phi(x_tilde), s)``.
 
     BCE's pull on a logit is ``phi - alpha``, which fades as the target nears 0: a
     counterfactual at phi = 0.05 aimed at 0.005 is pulled with 0.045. The Huber term pulls
@@ -87,15 +72,3 @@ def loss_distinct(x_k: Tensor, x_other: Tensor, margin: float, pool: int = 4) ->
     """
     distance = (F.avg_pool2d(x_k, pool) - F.avg_pool2d(x_other, pool)).abs().mean((1, 2, 3))
     return F.relu(margin - distance).mean()
-
-
-def loss_support(x_bar: Tensor, x: Tensor, support: Tensor) -> Tensor:
-    """A prior against marks: x_bar's ink off the normal images' ``support`` (H, W) and away
-    from the input's own ink, summed per image and averaged over the batch.
-
-    x_bar, x: (N, C, H, W) in [0, 1]. The sum is
-    :func:`~captum_cfx.metrics.off_support_mass`, the quantity the off-support oracle
-    thresholds, so a mark costs its whole mass (ten pixels 0.2 above the support: 2.0)
-    however large the image.
-    """
-    return off_support_mass(x_bar, x, support).mean()

@@ -4,7 +4,7 @@ classifier R. All adapt to 1 or 3 channels and to 28-64 pixel inputs.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 import torch.nn.functional as F
@@ -165,17 +165,17 @@ def _sn_conv(in_width: int, out_width: int, kernel: int, stride: int) -> nn.Modu
 
 
 class Discriminator(nn.Module):
-    """D: a spectral-normalised patch CNN; (N, C, H, W) in [0, 1] -> realness logits (N, P).
+    """D: a spectral-normalised patch CNN that judges (image, phi's score) pairs;
+    (N, C, H, W) in [0, 1] and (N,) in [0, 1] -> realness logits (N, P).
 
     Each of the P outputs judges one patch (the receptive field is about half the image),
-    so a realistic image with an unrealistic patch is still rejected. Unconditional, as in
-    the paper's Theorem 4.2, unless ``conditional``: then D also takes the detector's score
-    (N,) of each image and judges the pair (image, score) by projection (Miyato & Koyama,
-    2018), so a counterfactual must look like the real images that phi scores as it does,
-    and an image phi calls normal because of a pasted mark is told apart from a normal one.
+    so a realistic image with an unrealistic patch is still rejected. The score enters by
+    projection (Miyato & Koyama, 2018): a counterfactual must look like the real images that
+    phi scores as it does, so an image phi calls normal because of a pasted mark is told
+    apart from a normal one.
     """
 
-    def __init__(self, channels: int, width: int = 32, conditional: bool = False) -> None:
+    def __init__(self, channels: int, width: int = 32) -> None:
         super().__init__()
         self.net = nn.Sequential(
             _sn_conv(channels, width, 3, 1),
@@ -186,26 +186,18 @@ class Discriminator(nn.Module):
             nn.LeakyReLU(0.2),
             _sn_conv(4 * width, 1, 3, 1),
         )
-        self.score_embedding = (
-            nn.Sequential(
-                spectral_norm(nn.Linear(1, width)),
-                nn.LeakyReLU(0.2),
-                spectral_norm(nn.Linear(width, 4 * width)),
-            )
-            if conditional
-            else None
+        self.score_embedding = nn.Sequential(
+            spectral_norm(nn.Linear(1, width)),
+            nn.LeakyReLU(0.2),
+            spectral_norm(nn.Linear(width, 4 * width)),
         )
 
-    def forward(self, x: Tensor, score: Optional[Tensor] = None) -> Tensor:
-        """x (N, C, H, W) in [0, 1], score (N,) in [0, 1] (required iff conditional) -> (N, P)."""
-        if (score is None) != (self.score_embedding is None):
-            raise ValueError("a conditional D needs the images' scores; an unconditional D none.")
+    def forward(self, x: Tensor, score: Tensor) -> Tensor:
+        """x (N, C, H, W) in [0, 1], score (N,) in [0, 1] -> (N, P)."""
         h = self.net[:-1](2 * x - 1)
         logits = self.net[-1](h).flatten(1)
-        if self.score_embedding is not None and score is not None:
-            embedding = self.score_embedding(2 * score[:, None].to(h) - 1)
-            logits = logits + torch.einsum("nc,nchw->nhw", embedding, h).flatten(1)
-        return logits
+        embedding = self.score_embedding(2 * score[:, None].to(h) - 1)
+        return logits + torch.einsum("nc,nchw->nhw", embedding, h).flatten(1)
 
 
 class ConceptClassifier(nn.Module):

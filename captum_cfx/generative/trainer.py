@@ -18,7 +18,7 @@ import copy
 import warnings
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -30,14 +30,13 @@ from captum_cfx.detectors.adapter import AnomalyDetector, phi_from_logit, score_
 from captum_cfx.generative import losses
 from captum_cfx.generative.augment import diff_augment, robust_view
 from captum_cfx.generative.config import GeneratorConfig, build_networks
-from captum_cfx.metrics import normal_support, normality_auroc
+from captum_cfx.metrics import normality_auroc
 
 CHECKPOINT_NAME = "checkpoint.pt"
 #: At most this many normal images, drawn at random, set phi's floor (their median score).
 FLOOR_SAMPLE = 1024
-#: At most this many normal images, drawn at random, set ``lambda_support``'s support (its
-#: per-pixel 99% quantile sorts them all; more images would move it little).
-SUPPORT_SAMPLE = 4096
+#: ``floor_feedback`` moves the floor between these quantiles of the normal images' logits.
+FLOOR_RANGE = (0.05, 0.95)
 
 
 def random_subset(images: Tensor, size: int, rng: torch.Generator) -> Tensor:
@@ -112,29 +111,19 @@ class CounterfactualTrainer:
             FLOOR_SAMPLE,
             torch.Generator().manual_seed(seed),
         )
-        # The floor is on the scale L_phi compares: phi's median score, or with L_phi on
-        # logits the median logit (taken from the logits, since a floor score can round to 0).
-        phi_scale = detector.logit if config.phi_loss == "logit" else detector
-        self.normal_scores = score_images(phi_scale, reference).float()  # (M,)
+        # The floor and the quantile targets are phi's logits on normal images (from the
+        # logits, since a floor score can round to 0).
+        self.normal_scores = score_images(detector.logit, reference).float()  # (M,)
         self.normal_median = float(self.normal_scores.median())
-        # floor_feedback moves the floor between these quantiles of the normal images' scores.
-        levels = torch.tensor(config.floor_range, device=self.normal_scores.device)
+        levels = torch.tensor(FLOOR_RANGE, device=self.normal_scores.device)
         low, high = self.normal_scores.quantile(levels).tolist()
-        self.floor_bounds = (low, high)  # config.floor_range's quantiles, on phi's scale
-        # Where normal images have ink (lambda_support's prior; None when it is off).
-        self.support = (
-            normal_support(
-                random_subset(normal, SUPPORT_SAMPLE, torch.Generator().manual_seed(seed))
-            )
-            if config.lambda_support > 0
-            else None
-        )
-        # One floor per concept; they stay equal unless floor_per_concept moves each alone.
-        self.floors = [self.normal_median] * n_concepts
+        self.floor_bounds = (low, high)
+        self.floor = self.normal_median
         self.step = 0
         self.history: Dict[str, List[Optional[float]]] = defaultdict(list)
         self.running_normal = 0.0  # running share of alpha = 0 samples that phi finds normal
         self.best: Optional[Dict[str, Any]] = None
+        self.scores: List[Tuple[int, float]] = []  # (step, score) at every scoring, for run()
 
     # -- one step -------------------------------------------------------------------------
     def sample_batch(self) -> Tensor:
@@ -159,9 +148,8 @@ class CounterfactualTrainer:
 
     def train_step(self) -> Dict[str, Optional[float]]:
         """One update of D, then of G and R; returns every loss as a float, with the step's
-        ``normal_at_zero``, ``normality_auroc`` (None when nothing was judged), ``floor`` (the
-        floors' mean), with ``floor_per_concept`` each concept k's ``floor_k`` and, with
-        ``ema_decay``, ``normality_auroc_average``, the batch's normality AuROC for the
+        ``normal_at_zero``, ``normality_auroc`` (None when nothing was judged), ``floor`` and,
+        with ``ema_decay``, ``normality_auroc_average``, the batch's normality AuROC for the
         averaged G (after this step's update), which the floor feedback then follows."""
         cfg, G, D, R = self.config, self.generator, self.discriminator, self.concept_classifier
         x = self.sample_batch()
@@ -177,12 +165,12 @@ class CounterfactualTrainer:
 
         # 1. GAN, discriminator update. A conditional D judges (image, phi's score) pairs; the
         # counterfactuals' scores are phi's on the images themselves, as for the real ones.
-        if cfg.conditional_discriminator:
-            with torch.no_grad():
-                score_real, score_bar = score, self.detector(x_bar).float()
-        else:
-            score_real = score_bar = None
-        d_real = D(diff_augment(x, self.rng), score_real)
+        # phi's logits on x_bar itself serve both D's condition and the calibrated views.
+        with torch.no_grad():
+            image_logit_bar = self.detector.logit(x_bar).float()
+            image_logit_tilde = self.detector.logit(x_tilde).float()
+        score_bar = phi_from_logit(image_logit_bar)
+        d_real = D(diff_augment(x, self.rng), score)
         d_fake = D(diff_augment(x_bar.detach(), self.rng), score_bar)
         loss_d = losses.loss_discriminator(d_real, d_fake)
         self._check_finite({"loss_d": loss_d})
@@ -192,13 +180,17 @@ class CounterfactualTrainer:
 
         # G and R: the five loss groups.
         n = len(x)
-        logit_bar = self.detector.logit(robust_view(x_bar, self.rng, cfg.robust_noise)).float()
-        logit_tilde = self.detector.logit(robust_view(x_tilde, self.rng, cfg.robust_noise)).float()
-        if cfg.calibrate_views:
-            logit_bar, logit_tilde = (
-                self._calibrated(logit_bar, x_bar),
-                self._calibrated(logit_tilde, x_tilde),
-            )
+        # L_phi reads phi's logit on each image itself, with the gradient through its robust
+        # view: a detector can score a view far above the image (blur and noise it never
+        # saw), and targets met on the views would leave the images far below normal.
+        logit_bar = self._calibrated(
+            self.detector.logit(robust_view(x_bar, self.rng, cfg.robust_noise)).float(),
+            image_logit_bar,
+        )
+        logit_tilde = self._calibrated(
+            self.detector.logit(robust_view(x_tilde, self.rng, cfg.robust_noise)).float(),
+            image_logit_tilde,
+        )
         # The flagged inputs' alpha = 0 counterfactuals: those the normality AuROC judges.
         judged = (aa == 0) & (ss >= 0.5)
         terms = {
@@ -213,8 +205,6 @@ class CounterfactualTrainer:
                 x_bar[:n], x_bar[n:], cfg.distinct_margin, cfg.concept_pool
             ),
         }
-        if self.support is not None:
-            terms["loss_support"] = losses.loss_support(x_bar, xx, self.support)
         weights = {
             "loss_gan": cfg.lambda_gan,
             "loss_phi": cfg.lambda_phi,
@@ -222,9 +212,7 @@ class CounterfactualTrainer:
             "loss_cyc": cfg.lambda_cyc,
             "loss_con": cfg.lambda_con,
             "loss_distinct": cfg.lambda_distinct,
-            "loss_support": cfg.lambda_support,
         }
-        # Added in this order, as before lambda_support, so that earlier runs reproduce exactly.
         total = sum((weights[name] * term for name, term in terms.items()), x.new_zeros(()))
         self._check_finite({**terms, "loss_total": total})
         self.opt_g.zero_grad(set_to_none=True)
@@ -246,8 +234,8 @@ class CounterfactualTrainer:
         if self.generator_average is not None:
             followed = self._averaged_logits(xx[judged], aa[judged], kk[judged])
             followed_auroc = self._batch_normality_auroc(followed)
-        if cfg.floor_feedback > 0:
-            self._move_floors(followed, kk[judged], followed_auroc)
+        if cfg.floor_feedback > 0 and followed_auroc is not None:
+            self.floor = self._moved(self.floor, followed_auroc)
         record: Dict[str, Optional[float]] = {name: value.item() for name, value in terms.items()}
         record.update(
             loss_d=loss_d.item(),
@@ -256,8 +244,6 @@ class CounterfactualTrainer:
             normality_auroc=batch_auroc,
             floor=self.floor,
         )
-        if cfg.floor_per_concept:
-            record.update({f"floor_{k}": floor for k, floor in enumerate(self.floors)})
         if self.generator_average is not None:
             record["normality_auroc_average"] = followed_auroc
         self.step += 1
@@ -274,22 +260,18 @@ class CounterfactualTrainer:
         logit_bar: Tensor,
         logit_tilde: Tensor,
     ) -> Tensor:
-        """L_phi in the configured form, for x_bar's targets alpha (2N,) floored at the floor
-        of each one's ``concept`` (2N,), and x_tilde's, the inputs' scores (2N,). With
-        ``normal_quantile_targets`` the counterfactuals the mask ``judged`` (2N,) selects are
-        aimed, per concept, at the normal logits' quantiles by rank instead of the floor."""
-        floor = torch.tensor(self.floors).to(alpha)[concept]
-        if self.config.phi_loss == "bce":
-            return losses.loss_phi(logit_bar, torch.maximum(alpha, floor), logit_tilde, score)
-        target_bar = torch.maximum(torch.logit(alpha), floor)  # logit(0) = -inf: the floor
-        if self.config.normal_quantile_targets:
-            for k in range(self.n_concepts):
-                members = judged & (concept == k)
-                if members.any():
-                    target_bar[members] = self._normal_quantiles_by_rank(
-                        logit_bar[members].detach(), self.floors[k]
-                    )
-        return losses.loss_phi_logit(logit_bar, target_bar, logit_tilde, score)
+        """L_phi for x_bar's targets alpha (2N,) on the logit scale, floored at the floor, and
+        x_tilde's, the inputs' scores (2N,). The counterfactuals the mask ``judged`` (2N,)
+        selects (flagged inputs at alpha = 0) are aimed, per concept (``concept`` (2N,)), at
+        the normal logits' quantiles by rank: a single floor asks every counterfactual for one
+        score, these ask each concept's counterfactuals, as a set, to be scored the way phi
+        scores normal images."""
+        target_bar = torch.maximum(torch.logit(alpha), torch.full_like(alpha, self.floor))
+        for k in range(self.n_concepts):
+            members = judged & (concept == k)
+            if members.any():
+                target_bar[members] = self._normal_quantiles_by_rank(logit_bar[members].detach())
+        return losses.loss_phi(logit_bar, target_bar, logit_tilde, score)
 
     @property
     def kept_generator(self) -> nn.Module:
@@ -297,16 +279,12 @@ class CounterfactualTrainer:
         else G itself."""
         return self.generator if self.generator_average is None else self.generator_average.module
 
-    @property
-    def floor(self) -> float:
-        """The concepts' floors' mean: the one floor unless ``floor_per_concept`` is set."""
-        return sum(self.floors) / len(self.floors)
-
-    def _normal_quantiles_by_rank(self, logits: Tensor, floor: float) -> Tensor:
+    def _normal_quantiles_by_rank(self, logits: Tensor) -> Tensor:
         """Targets (n,) for logits (n,): the i-th lowest gets the normal logits'
-        ``(i + 1/2) / n`` quantile, moved as far as ``floor_feedback`` moved ``floor``."""
+        ``(i + 1/2) / n`` quantile (a one-dimensional optimal transport between the two),
+        moved as far as ``floor_feedback`` moved the floor."""
         levels = (torch.arange(len(logits)).to(self.normal_scores) + 0.5) / len(logits)
-        quantiles = self.normal_scores.quantile(levels) + (floor - self.normal_median)
+        quantiles = self.normal_scores.quantile(levels) + (self.floor - self.normal_median)
         targets = torch.empty_like(logits)
         targets[logits.argsort()] = quantiles.to(logits)
         return targets
@@ -318,9 +296,6 @@ class CounterfactualTrainer:
         phi flags; the normal images are the floor's). None when nothing is judged."""
         if not len(judged_logits):
             return None
-        # On the floor's scale: the normal images' logits, or with the BCE L_phi their scores.
-        if self.config.phi_loss == "bce":
-            return normality_auroc(self.normal_scores, phi_from_logit(judged_logits).float())
         return normality_auroc(self.normal_scores, judged_logits)
 
     def _averaged_logits(self, x: Tensor, alpha: Tensor, concept: Tensor) -> Tensor:
@@ -331,37 +306,18 @@ class CounterfactualTrainer:
         with torch.no_grad():
             return self.detector.logit(self.kept_generator(x, alpha, concept)).float()
 
-    def _move_floors(self, logits: Tensor, concept: Tensor, batch_auroc: Optional[float]) -> None:
-        """``floor_feedback``: move every floor by the batch's normality AuROC
-        ``batch_auroc`` or, with ``floor_per_concept``, each concept's floor by the AuROC of
-        its own judged counterfactuals (``logits`` (n,) of the judged counterfactuals, of
-        concepts ``concept`` (n,)); a concept with none judged in the batch keeps its floor."""
-        if not self.config.floor_per_concept:
-            if batch_auroc is not None:
-                self.floors = [self._moved(floor, batch_auroc) for floor in self.floors]
-            return
-        for k in range(self.n_concepts):
-            auroc_k = self._batch_normality_auroc(logits[concept == k])
-            if auroc_k is not None:
-                self.floors[k] = self._moved(self.floors[k], auroc_k)
-
     def _moved(self, floor: float, auroc: float) -> float:
-        """``floor`` moved by the gain times (``auroc`` minus 1/2): down when counterfactuals
-        score above normal images, up when below, within the floor range; with
-        ``floor_feedback_decay`` the gain falls with the steps."""
-        cfg = self.config
-        gain = cfg.floor_feedback
-        if cfg.floor_feedback_decay > 0:
-            gain /= 1 + self.step / cfg.floor_feedback_decay
+        """``floor`` moved by ``floor_feedback`` times (``auroc`` minus 1/2): down when
+        counterfactuals score above normal images, up when below, within ``FLOOR_RANGE``'s
+        quantiles of the normal logits."""
         low, high = self.floor_bounds
-        return min(max(floor - gain * (auroc - 0.5), low), high)
+        return min(max(floor - self.config.floor_feedback * (auroc - 0.5), low), high)
 
-    def _calibrated(self, logit_view: Tensor, images: Tensor) -> Tensor:
-        """phi's logits (2N,) on the images (2N, C, H, W) themselves, with the gradient of
+    @staticmethod
+    def _calibrated(logit_view: Tensor, logit_image: Tensor) -> Tensor:
+        """phi's logits (2N,) on the images themselves, ``logit_image``, with the gradient of
         ``logit_view``, those on their robust views: the loss reads the score a user sees,
         and G edits in the directions that also move the views' scores."""
-        with torch.no_grad():
-            logit_image = self.detector.logit(images).float()
         return logit_view + (logit_image - logit_view).detach()
 
     def _check_finite(self, terms: Dict[str, Tensor]) -> None:
@@ -387,7 +343,9 @@ class CounterfactualTrainer:
             "rng": self.rng.get_state(),
             "history": dict(self.history),
             "running_normal": self.running_normal,
-            "floors": list(self.floors),
+            "floor": self.floor,
+            "best": self.best,
+            "scores": list(self.scores),
             **(
                 {}
                 if self.generator_average is None
@@ -406,21 +364,32 @@ class CounterfactualTrainer:
         self.step = int(state["step"])
         self.history = defaultdict(list, {k: list(v) for k, v in state["history"].items()})
         self.running_normal = float(state["running_normal"])
-        # Older checkpoints hold one shared floor, or none from before floor_feedback (their
-        # floor never moved).
-        shared = float(state.get("floor", self.normal_median))
-        self.floors = [float(f) for f in state.get("floors", [shared] * self.n_concepts)]
+        self.floor = float(state["floor"])
+        self.best = state.get("best")
+        self.scores = [(int(step), float(score)) for step, score in state.get("scores", [])]
         # A checkpoint from before ema_decay starts the average at the resumed G.
         if self.generator_average is not None and "generator_average" in state:
             self.generator_average.load_state_dict(state["generator_average"])
 
-    def _snapshot_if_best(self) -> None:
-        if self.best is None or self.running_normal >= self.best["running_normal"]:
-            self.best = {
-                "running_normal": self.running_normal,
-                "generator": copy.deepcopy(self.kept_generator.state_dict()),
-                "concept_classifier": copy.deepcopy(self.concept_classifier.state_dict()),
-            }
+    def _snapshot_if_best(self, score: float) -> bool:
+        """Keep the kept G's and R's weights when ``score`` (higher is better) is the best
+        so far; True when it was."""
+        if self.best is not None and score <= self.best["score"]:
+            self.best["stale"] += 1
+            return False
+        self.best = {
+            "score": score,
+            "step": self.step,
+            "stale": 0,
+            "generator": copy.deepcopy(self.kept_generator.state_dict()),
+            "concept_classifier": copy.deepcopy(self.concept_classifier.state_dict()),
+        }
+        return True
+
+    def _restore_best(self) -> None:
+        if self.best is not None:
+            self.kept_generator.load_state_dict(self.best["generator"])
+            self.concept_classifier.load_state_dict(self.best["concept_classifier"])
 
     # -- the loop -------------------------------------------------------------------------
     def run(
@@ -429,12 +398,18 @@ class CounterfactualTrainer:
         progress: bool = True,
         checkpoint_dir: Union[str, Path, None] = None,
         checkpoint_every: int = 250,
+        evaluate: Optional[Callable[[], float]] = None,
+        patience: int = 0,
     ) -> None:
         """Train until ``steps`` steps in all, resuming from ``checkpoint_dir`` when it holds one.
 
-        Ctrl-C stops cleanly: the step in progress is dropped, the last checkpoint stays the
-        point to resume from, and G and R keep the snapshot (taken at each checkpoint step)
-        with the best running share of alpha = 0 samples that phi finds normal.
+        At every ``checkpoint_every``-th step the kept G is scored, by ``evaluate`` (a
+        held-out judgement, higher is better) or else by the running share of alpha = 0
+        samples that phi finds normal, and the best-scored G and R are remembered. With
+        ``evaluate`` the explainer keeps that best G and R when training ends, and with
+        ``patience`` > 0 training ends early once that many scorings in a row did not
+        improve on the best. Ctrl-C stops cleanly: the step in progress is dropped, the last
+        checkpoint stays the point to resume from, and G and R return to the best snapshot.
         """
         path = None
         if checkpoint_dir is not None:
@@ -443,13 +418,13 @@ class CounterfactualTrainer:
             if path.exists():
                 self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
         G, D, R = self.generator, self.discriminator, self.concept_classifier
-        for net in (G, D, R):
-            net.train()
         bar = tqdm(
             total=steps, initial=min(self.step, steps), desc="fit explainer", disable=not progress
         )
         try:
             while self.step < steps:
+                for net in (G, D, R):
+                    net.train()
                 record = self.train_step()
                 bar.update(1)
                 if self.step % 10 == 0 or self.step == steps:
@@ -460,23 +435,33 @@ class CounterfactualTrainer:
                         normal_at_0=f"{self.running_normal:.2f}",
                     )
                 if self.step % checkpoint_every == 0 or self.step == steps:
-                    self._snapshot_if_best()
+                    self._eval_mode()
+                    score = self.running_normal if evaluate is None else evaluate()
+                    self.scores.append((self.step, float(score)))
+                    self._snapshot_if_best(score)
+                    stop = evaluate is not None and 0 < patience <= self.best["stale"]  # type: ignore[index]
                     if path is not None:
                         atomic_save(self.state_dict(), path)
+                    if stop:
+                        break
         except KeyboardInterrupt:
             # The step in progress is dropped; the last checkpoint stays the resume point.
-            if self.best is not None:
-                self.kept_generator.load_state_dict(self.best["generator"])
-                R.load_state_dict(self.best["concept_classifier"])
+            self._restore_best()
             warnings.warn(
                 f"training interrupted at step {self.step}; keeping the best state so far "
-                f"(running share normal at alpha = 0: {self.running_normal:.2f}). Call fit again "
+                f"(from step {self.best['step'] if self.best else 0}). Call fit again "
                 "with the same checkpoint_dir to resume.",
                 RuntimeWarning,
                 stacklevel=2,
             )
+        else:
+            if evaluate is not None:
+                self._restore_best()
         finally:
             bar.close()
-            for net in (G, D, R):
-                net.eval()
-            self.kept_generator.eval()
+            self._eval_mode()
+
+    def _eval_mode(self) -> None:
+        for net in (self.generator, self.discriminator, self.concept_classifier):
+            net.eval()
+        self.kept_generator.eval()

@@ -1,0 +1,256 @@
+"""Judging a fit: the counterfactuals of anomalies phi flags, against normal images held out.
+
+``fit`` holds out a share of the normal images (:func:`split_holdout`) and judges the
+counterfactuals of a probe set of anomalies (:func:`probe_anomalies`): the outliers the user
+gave, or, without them, generic corruptions of the held-out normal images (a recolouring, a
+rotation, a zoom, a pasted patch, an added stroke, a dimming) that phi flags. The report
+(:func:`judge`) holds validity, the normality AuROC against the held-out normal images,
+proximity and the concepts' distinctness; :func:`failures` reads it and names what failed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from captum_cfx.data.outliers import added_strokes, pasted_patches
+from captum_cfx.detectors.adapter import AnomalyDetector, score_images
+from captum_cfx.metrics import normality_auroc, proximity, validity
+
+#: The share of the normal images ``fit`` holds out, and the most it holds out.
+HOLDOUT_SHARE, HOLDOUT_MAX = 0.1, 512
+#: The most corruptions ``fit`` makes for G to train on when no outliers are given.
+SELF_MADE_MAX = 4096
+#: The most anomalies a report judges.
+PROBE_SIZE = 256
+#: A fit fails when fewer than this share of its counterfactuals score below 0.5 ...
+MIN_VALIDITY = 0.5
+#: ... or when its K counterfactuals of an image differ by less than this share of their
+#: distance to the input (the concepts make one edit).
+MIN_DISTINCTNESS = 0.2
+
+Counterfactuals = Callable[[Tensor], Tensor]
+
+
+def split_holdout(normal: Tensor, seed: int) -> Tuple[Tensor, Tensor]:
+    """(training, held out) normal images: ``HOLDOUT_SHARE`` of ``normal`` (M, C, H, W), at
+    least one image and at most ``HOLDOUT_MAX``, drawn at random with ``seed``; nothing is
+    held out from fewer than 10 images."""
+    m = len(normal)
+    n_out = 0 if m < 10 else min(HOLDOUT_MAX, max(1, int(HOLDOUT_SHARE * m)))
+    order = torch.randperm(m, generator=torch.Generator().manual_seed(seed)).to(normal.device)
+    return normal[order[n_out:]], normal[order[:n_out]]
+
+
+def corruptions(normal: Tensor, seed: int) -> Tensor:
+    """Generic anomalies made from normal images (M, C, H, W) -> (M, C, H, W), one per image,
+    each of a kind drawn at random: colour channels rotated (grey images inverted), a quarter
+    turn, a 1.5x zoom on the centre, pasted patches, an added pen stroke, a dimming."""
+    g = torch.Generator().manual_seed(seed)
+    out = normal.clone()
+    kinds = torch.randint(6, (len(normal),), generator=g)
+    for kind, make in enumerate(
+        (
+            lambda x: x.roll(1, dims=1) if x.shape[1] == 3 else 1 - x,
+            lambda x: x.rot90(1, dims=(2, 3)) if x.shape[2] == x.shape[3] else x.flip(2),
+            _zoom,
+            lambda x: pasted_patches(
+                x, len(x), seed=int(torch.randint(2**31, (1,), generator=g))
+            ).images.to(x),
+            lambda x: _strokes(x, int(torch.randint(2**31, (1,), generator=g))),
+            lambda x: 0.4 * x,
+        )
+    ):
+        members = (kinds == kind).nonzero().flatten().to(normal.device)
+        if len(members):
+            out[members] = make(normal[members]).clamp(0, 1)
+    return out
+
+
+def _zoom(x: Tensor) -> Tensor:
+    h, w = x.shape[-2:]
+    crop = x[..., h // 6 : h - h // 6, w // 6 : w - w // 6]
+    return torch.nn.functional.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)
+
+
+def _strokes(x: Tensor, seed: int) -> Tensor:
+    if x.shape[-1] != x.shape[-2]:
+        return x.flip(3)
+    return added_strokes(x, len(x), max_strokes=2, seed=seed).images.to(x)
+
+
+def self_made_outliers(phi: AnomalyDetector, normal: Tensor, seed: int) -> Tensor:
+    """Outliers for G to train on when the user has none: corruptions of the normal images
+    (M, C, H, W), each image four times (at most ``SELF_MADE_MAX`` in all), that phi flags;
+    (n, C, H, W), possibly empty. Without anomalous inputs G meets anomalies only through its
+    own edits, and learns little of how to undo the anomalies phi flags."""
+    copies = normal.repeat(4, 1, 1, 1)[:SELF_MADE_MAX]
+    pool = corruptions(copies, seed)
+    return pool[(score_images(phi, pool) >= 0.5).to(pool.device)] if len(pool) else pool
+
+
+def probe_anomalies(
+    phi: AnomalyDetector, held_out: Tensor, outliers: Optional[Tensor], seed: int
+) -> Tuple[Tensor, str]:
+    """Up to ``PROBE_SIZE`` anomalies that phi flags (score >= 0.5), and where they came from:
+    random ``outliers`` when given (``"outlier_loader"``), else corruptions of the held-out
+    normal images (``"corruptions"``), also when phi flags none of the outliers. May be
+    empty when phi flags none of either."""
+    g = torch.Generator().manual_seed(seed)
+    pools = [] if outliers is None else [(outliers, "outlier_loader")]
+    pools.append((corruptions(held_out.repeat(4, 1, 1, 1), seed), "corruptions"))
+    for pool, source in pools:
+        if len(pool) > PROBE_SIZE * 2:
+            pool = pool[torch.randperm(len(pool), generator=g)[: PROBE_SIZE * 2].to(pool.device)]
+        if not len(pool):
+            continue
+        flagged = pool[(score_images(phi, pool) >= 0.5).to(pool.device)]
+        if len(flagged):
+            return flagged[:PROBE_SIZE], source
+    return held_out[:0], "corruptions"
+
+
+def judge(
+    counterfactuals: Counterfactuals,
+    phi: AnomalyDetector,
+    anomalies: Tensor,
+    normal_scores: Tensor,
+) -> Dict[str, Any]:
+    """The report on a fit.
+
+    Args:
+        counterfactuals: images (N, C, H, W) -> their K counterfactuals (N, K, C, H, W).
+        phi: the detector.
+        anomalies: the probe anomalies (N, C, H, W), all flagged by phi; may be empty.
+        normal_scores: phi's scores (M,) on the held-out normal images.
+
+    Returns:
+        ``n_judged``; per concept (``concepts``, a list of K dicts) ``validity`` (share with
+        phi < 0.5), ``normality_auroc`` (against ``normal_scores``; 0.5 is ideal) and
+        ``proximity`` (mean per-pixel L1 to the input); their means ``validity``,
+        ``normality_auroc`` and ``proximity``; ``distinctness`` (mean L1 between two
+        concepts' counterfactuals of one image over the mean proximity; None for K = 1);
+        ``false_alarms`` (share of the held-out normal images phi flags). Figures are None
+        when there is nothing to judge.
+    """
+    report: Dict[str, Any] = {
+        "n_judged": len(anomalies),
+        "n_held_out": len(normal_scores),
+        "false_alarms": float((normal_scores >= 0.5).float().mean())
+        if len(normal_scores)
+        else None,
+    }
+    if not len(anomalies):
+        return {
+            **report,
+            "validity": None,
+            "normality_auroc": None,
+            "proximity": None,
+            "distinctness": None,
+            "concepts": [],
+        }
+    cfs = counterfactuals(anomalies)  # (N, K, C, H, W)
+    concepts: List[Dict[str, Optional[float]]] = []
+    for k in range(cfs.shape[1]):
+        scores = score_images(phi, cfs[:, k])
+        concepts.append(
+            {
+                "validity": validity(scores),
+                "normality_auroc": normality_auroc(normal_scores, scores)
+                if len(normal_scores)
+                else None,
+                "proximity": proximity(cfs[:, k], anomalies),
+            }
+        )
+    k_count = cfs.shape[1]
+    distinct = None
+    if k_count > 1:
+        pairs = [
+            float((cfs[:, i] - cfs[:, j]).abs().mean())
+            for i in range(k_count)
+            for j in range(i + 1, k_count)
+        ]
+        mean_proximity = sum(c["proximity"] for c in concepts) / k_count  # type: ignore[misc]
+        distinct = sum(pairs) / len(pairs) / max(mean_proximity, 1e-8)
+    aurocs = [c["normality_auroc"] for c in concepts if c["normality_auroc"] is not None]
+    return {
+        **report,
+        "validity": sum(c["validity"] for c in concepts) / k_count,  # type: ignore[misc]
+        "normality_auroc": sum(aurocs) / len(aurocs) if aurocs else None,
+        "proximity": sum(c["proximity"] for c in concepts) / k_count,  # type: ignore[misc]
+        "distinctness": distinct,
+        "concepts": concepts,
+    }
+
+
+def quality(report: Dict[str, Any]) -> float:
+    """One number to stop on (higher is better): validity minus the normality AuROC's distance
+    from 1/2, averaged over the concepts; -inf when nothing was judged."""
+    if not report["concepts"]:
+        return float("-inf")
+    terms = [
+        c["validity"] - abs((c["normality_auroc"] if c["normality_auroc"] is not None else 1) - 0.5)
+        for c in report["concepts"]
+    ]
+    return sum(terms) / len(terms)
+
+
+def failures(report: Dict[str, Any]) -> List[str]:
+    """What failed, in words, with the likely cause; empty when the fit passed."""
+    problems = []
+    if report["n_judged"] == 0:
+        problems.append(
+            "no anomaly was at hand to judge the counterfactuals by: phi flags none of the "
+            "given outliers or of the corrupted held-out normal images, so nothing says that "
+            "the explanations reach normal (pass outlier_loader= with anomalies phi flags)"
+        )
+        return problems
+    if report["validity"] < MIN_VALIDITY:
+        cause = ""
+        false_alarms, view_false_alarms = report["false_alarms"], report.get("view_false_alarms")
+        if false_alarms is not None and false_alarms >= 0.5:
+            cause = (
+                f"; phi itself flags {false_alarms:.0%} of the normal images it was given (held "
+                "out), as they are: at its 0.5 threshold normal images are not normal to it, so "
+                "counterfactuals that look like them cannot be either (train the detector until "
+                "it passes its own normal images, or give scores whose 0.5 separates normal "
+                "from anomalous)"
+            )
+        elif view_false_alarms is not None and view_false_alarms >= 0.5:
+            cause = (
+                f"; phi itself flags {view_false_alarms:.0%} of the normal images after the "
+                "small shift, blur and noise under which L_phi scores counterfactuals, which "
+                "leaves G few edits that phi accepts (a detector trained on such views, as "
+                "train_detector(..., augment=True) trains one, does not flag them)"
+            )
+        problems.append(
+            f"only {report['validity']:.0%} of the counterfactuals of {report['n_judged']} "
+            f"anomalies phi flags ({report.get('judged_on')}) score below 0.5: the explanations "
+            f"are not normal yet{cause}. Fit for more steps (max_steps), or raise "
+            "GeneratorConfig.lambda_phi"
+        )
+    distinct = report["distinctness"]
+    if distinct is not None and distinct < MIN_DISTINCTNESS:
+        problems.append(
+            f"the concepts' counterfactuals of one image differ by {distinct:.0%} of their "
+            "distance to the input: the K concepts show one edit, not K reasons (fit longer, "
+            "or raise GeneratorConfig.lambda_distinct)"
+        )
+    return problems
+
+
+__all__ = [
+    "HOLDOUT_MAX",
+    "HOLDOUT_SHARE",
+    "MIN_DISTINCTNESS",
+    "MIN_VALIDITY",
+    "PROBE_SIZE",
+    "corruptions",
+    "failures",
+    "judge",
+    "probe_anomalies",
+    "quality",
+    "split_holdout",
+]
