@@ -1,4 +1,4 @@
-"""Metrics for counterfactual explanations of anomaly detectors (METHOD.md, "Metrics").
+"""Metrics for counterfactual explanations of anomaly detectors (docs/method.rst).
 
 - :func:`normality_auroc`: phi on normal test images vs on counterfactuals; 50% is ideal.
 - :func:`validity`: the share of counterfactuals phi finds normal (phi < 0.5).
@@ -293,7 +293,7 @@ def colored_mnist_factors(
     normal_color: int = 0,
     normal_digit: int = 1,
 ) -> Dict[str, Tensor]:
-    """Strict oracles for Colored-MNIST counterfactuals (METHOD.md, second feasibility round).
+    """Strict oracles for Colored-MNIST counterfactuals (a pasted patch is not a recolouring).
 
     Args:
         counterfactuals, inputs: (N, 3, 28, 28) in [0, 1].

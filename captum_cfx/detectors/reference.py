@@ -2,7 +2,7 @@
 
 Each is an ``nn.Module`` whose ``forward`` already is phi: (N, C, H, W) in [0, 1] -> (N,) in
 [0, 1]; ``phi_logit`` gives its logit (which :func:`~captum_cfx.as_detector` uses so that a
-strong anomaly keeps its gradient) and ``loss`` the training objective of METHOD.md.
+strong anomaly keeps its gradient) and ``loss`` its training objective (docs/method.rst).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The five loss groups of the method (METHOD.md, "Generator training"), one function each,
+"""The five loss groups of the method (docs/method.rst, "The five loss groups"), one function each,
 plus the distinctness hinge that keeps the K counterfactuals apart.
 
 Images are (N, C, H, W) in [0, 1] throughout.
