@@ -21,6 +21,7 @@ from typing import Optional
 
 import torch
 from provenance import provenance
+from speed import plain_cnn
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
@@ -38,21 +39,7 @@ ORACLE_CONFIDENCE = 0.9
 def logit_detector(images: torch.Tensor, targets: torch.Tensor, seed: int) -> nn.Module:
     """A plain CNN, images -> raw logits (N,), trained with BCE on normal (0) vs anomalous (1)."""
     torch.manual_seed(seed)
-    c = images.shape[1]
-    net = nn.Sequential(
-        nn.Conv2d(c, 32, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(64, 64, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(64, 1),
-        nn.Flatten(0),
-    )
+    net = plain_cnn(images.shape[1]).train()
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     for _ in range(10):
         for index in torch.randperm(len(images)).split(64):

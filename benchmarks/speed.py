@@ -24,8 +24,8 @@ from captum_cfx.generative.trainer import CounterfactualTrainer
 
 
 def plain_cnn(channels: int) -> nn.Module:
-    """An untrained plain CNN, images -> raw logits (N,), as users' detectors often are."""
-    torch.manual_seed(0)
+    """An untrained plain CNN in eval mode, images -> raw logits (N,), as users' detectors
+    often are (seed torch's global generator first for repeatable weights)."""
     return nn.Sequential(
         nn.Conv2d(channels, 32, 3, padding=1),
         nn.ReLU(),
@@ -46,7 +46,7 @@ def seconds_per_step(config: GeneratorConfig, size: int, steps: int, warmup: int
     torch.manual_seed(0)
     normal = torch.rand(512, 3, size, size) * 0.3
     outliers = torch.rand(512, 3, size, size)
-    phi = as_detector(plain_cnn(3), calibration="sigmoid")
+    phi = as_detector(plain_cnn(3), calibration="sigmoid")  # seeded above
     trainer = CounterfactualTrainer(phi, normal, outliers, 2, config, torch.device("cpu"), seed=0)
     for _ in range(warmup):
         trainer.train_step()

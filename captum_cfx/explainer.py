@@ -215,7 +215,7 @@ class CounterfactualAnomalyExplainer(Attribution):
         )
 
         def counterfactuals(x: Tensor) -> Tensor:
-            return self._all_concepts(trainer.kept_generator, x, self.n_concepts)
+            return self._all_concepts(x, 0.0, None, trainer.kept_generator, self.n_concepts)
 
         def evaluate() -> float:
             return quality(judge(counterfactuals, phi, probe, held_out_scores))
@@ -238,6 +238,7 @@ class CounterfactualAnomalyExplainer(Attribution):
             judged_on=judged_on if len(probe) else None,
             steps=trainer.step,
             kept_step=trainer.best["step"] if trainer.best else trainer.step,
+            quality_by_step=[list(pair) for pair in trainer.scores],
             view_false_alarms=view_false_alarms,
         )
         self.fit_report_ = report
@@ -249,28 +250,6 @@ class CounterfactualAnomalyExplainer(Attribution):
                 stacklevel=2,
             )
         return self
-
-    @staticmethod
-    def _all_concepts(generator: torch.nn.Module, x: Tensor, k_count: int) -> Tensor:
-        """G's alpha = 0 counterfactuals (N, K, C, H, W) of images (N, C, H, W), in batches of
-        256, in eval mode (the caller's mode is restored)."""
-        mode = generator.training
-        generator.eval()
-        out = []
-        with torch.no_grad():
-            for batch in x.split(256):
-                alpha = batch.new_zeros(len(batch))
-                out.append(
-                    torch.stack(
-                        [
-                            generator(batch, alpha, torch.full_like(alpha, k, dtype=torch.long))
-                            for k in range(k_count)
-                        ],
-                        1,
-                    )
-                )
-        generator.train(mode)
-        return torch.cat(out) if out else x.new_empty((0, k_count, *x.shape[1:]))
 
     @staticmethod
     def _device_for(phi: AnomalyDetector, device: Union[str, torch.device, None]) -> torch.device:
@@ -342,10 +321,12 @@ class CounterfactualAnomalyExplainer(Attribution):
         concept: int,
         internal_batch_size: Optional[int],
         out: Optional[Tensor] = None,
+        generator: Optional[torch.nn.Module] = None,
     ) -> Tensor:
         """G(x, alpha, concept) batch by batch, in eval mode, on G's device, written into
-        ``out`` (a new tensor like ``x`` when None): memory is the output plus one batch."""
-        G = self.generator_
+        ``out`` (a new tensor like ``x`` when None): memory is the output plus one batch.
+        ``generator``: G (default: the fitted ``generator_``)."""
+        G = self.generator_ if generator is None else generator
         G.eval()
         g_device = next(G.parameters()).device
         step = internal_batch_size or len(x)
@@ -389,10 +370,28 @@ class CounterfactualAnomalyExplainer(Attribution):
         :meth:`counterfactual`."""
         self._check_fitted()
         x = self._check_inputs(inputs)
-        alpha = torch.full((len(x),), self._check_score(target_score))
-        out = x.new_empty((len(x), self.n_concepts_, *x.shape[1:]))
-        for k in range(self.n_concepts_):
-            self._generate(x, alpha, k, internal_batch_size, out=out[:, k])
+        return self._all_concepts(
+            x,
+            self._check_score(target_score),
+            internal_batch_size,
+            self.generator_,
+            self.n_concepts_,
+        )
+
+    def _all_concepts(
+        self,
+        x: Tensor,
+        target_score: float,
+        internal_batch_size: Optional[int],
+        generator: torch.nn.Module,
+        n_concepts: int,
+    ) -> Tensor:
+        """``generator``'s K = ``n_concepts`` counterfactuals (N, K, C, H, W) of checked
+        images x (N, C, H, W) at ``target_score``."""
+        alpha = torch.full((len(x),), target_score)
+        out = x.new_empty((len(x), n_concepts, *x.shape[1:]))
+        for k in range(n_concepts):
+            self._generate(x, alpha, k, internal_batch_size, out=out[:, k], generator=generator)
         return out
 
     def traverse(

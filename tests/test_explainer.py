@@ -332,5 +332,7 @@ def test_steps_auto_stops_when_the_judgement_stops_improving_and_keeps_the_best(
     # Tiny networks at lr 2e-4 barely move: the judgement stalls long before max_steps.
     assert report["steps"] < 400
     assert report["kept_step"] <= report["steps"] - 2 * 4  # PATIENCE scorings after the best
+    steps, scores = zip(*report["quality_by_step"])
+    assert steps[-1] == report["steps"] and max(scores) == scores[steps.index(report["kept_step"])]
     with pytest.raises(ValueError, match="positive int or 'auto'"):
         explainer.fit(BrightSpot(), [normal], steps="forever", progress=False)

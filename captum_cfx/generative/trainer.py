@@ -123,7 +123,7 @@ class CounterfactualTrainer:
         self.history: Dict[str, List[Optional[float]]] = defaultdict(list)
         self.running_normal = 0.0  # running share of alpha = 0 samples that phi finds normal
         self.best: Optional[Dict[str, Any]] = None
-        self.scores: List[Tuple[int, float]] = []  # (step, score) at every scoring, for run()
+        self.scores: List[Tuple[int, float]] = []  # (step, score) at every scoring in run()
 
     # -- one step -------------------------------------------------------------------------
     def sample_batch(self) -> Tensor:
