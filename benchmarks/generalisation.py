@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -27,7 +28,13 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 from torchvision.utils import save_image
 
-from captum_cfx import CounterfactualAnomalyExplainer, GeneratorConfig, train_detector
+from captum_cfx import (
+    CounterfactualAnomalyExplainer,
+    ExplanationWarning,
+    FitWarning,
+    GeneratorConfig,
+    train_detector,
+)
 from captum_cfx.data.synthetic import DOMAINS, synthetic_domain
 from captum_cfx.detectors.adapter import score_images
 from captum_cfx.metrics import auroc, normality_auroc, train_classifier, validity
@@ -88,14 +95,17 @@ def run_cell(
     ]
     start = time.time()
     explainer = CounterfactualAnomalyExplainer(n_concepts=2, config=config)
-    explainer.fit(
-        detector,
-        DataLoader(normal.images, batch_size=256),
-        steps=steps,
-        max_steps=max_steps,
-        seed=seed,
-        progress=False,
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FitWarning)
+        explainer.fit(
+            detector,
+            DataLoader(normal.images, batch_size=256),
+            steps=steps,
+            max_steps=max_steps,
+            seed=seed,
+            progress=False,
+        )
+    fit_warnings = [str(w.message) for w in caught if issubclass(w.category, FitWarning)]
     fit_minutes = (time.time() - start) / 60
     phi = explainer.forward_func
     scores = score_images(phi, test.images)
@@ -111,6 +121,7 @@ def run_cell(
         "detector_auroc": 100 * auroc(test.targets, scores),
         "flagged": len(flagged),
         "concepts": [],
+        "fit_warnings": fit_warnings,
         "fit_report": getattr(explainer, "fit_report_", None),
         "history_last_100": {
             key: sum(v for v in values[-100:] if v is not None) / max(1, len(values[-100:]))
@@ -125,7 +136,9 @@ def run_cell(
         figures.mkdir(parents=True, exist_ok=True)
         save_image(grid, figures / f"{name}_{detector_name}.png", nrow=12, padding=1)
     for k in range(2):
-        cf = explainer.counterfactual(flagged.images, concept=k)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ExplanationWarning)
+            cf = explainer.counterfactual(flagged.images, concept=k)
         s = score_images(phi, cf)
         a, b = (read(o, cf) for o in oracles)
         a_only = (a == 0) & (b == b_in)
@@ -134,6 +147,7 @@ def run_cell(
         cell["concepts"].append(
             {
                 "validity": 100 * validity(s),
+                "explain_warned": any(issubclass(w.category, ExplanationWarning) for w in caught),
                 "normality_auroc": 100 * normality_auroc(normal_scores, s),
                 "proximity": float((cf - flagged.images).abs().mean()),
                 f"{domain.factors[0]}_only": 100 * float(a_only.float().mean()),

@@ -2,12 +2,18 @@
 
 from captum_cfx._version import __version__
 from captum_cfx.detectors import AnomalyDetector, as_detector, train_detector
-from captum_cfx.explainer import CounterfactualAnomalyExplainer, FitWarning, NotFittedError
+from captum_cfx.explainer import (
+    CounterfactualAnomalyExplainer,
+    ExplanationWarning,
+    FitWarning,
+    NotFittedError,
+)
 from captum_cfx.generative import GeneratorConfig
 
 __all__ = [
     "AnomalyDetector",
     "CounterfactualAnomalyExplainer",
+    "ExplanationWarning",
     "FitWarning",
     "GeneratorConfig",
     "NotFittedError",

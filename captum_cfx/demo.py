@@ -16,6 +16,7 @@ from captum.attr import IntegratedGradients, Saliency
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
+from captum_cfx._device import resolve_device
 from captum_cfx.data import LabeledImages, colored_mnist, pasted_patches, random_strokes
 from captum_cfx.detectors import (
     DETECTORS,
@@ -24,7 +25,6 @@ from captum_cfx.detectors import (
     score_images,
     train_detector,
 )
-from captum_cfx.detectors.training import resolve_device
 from captum_cfx.explainer import CounterfactualAnomalyExplainer
 from captum_cfx.metrics import auroc, concept_accuracy, normality_auroc, proximity, validity
 from captum_cfx.visualization import explanation_figure, traversal_strip

@@ -16,6 +16,7 @@ from captum.attr import Attribution
 from captum.log import log_usage
 from torch import Tensor
 
+from captum_cfx._device import resolve_device
 from captum_cfx._io import atomic_save, atomic_write_text
 from captum_cfx._validation import check_images
 from captum_cfx._version import __version__
@@ -25,7 +26,6 @@ from captum_cfx.detectors.adapter import (
     iterate_images,
     score_images,
 )
-from captum_cfx.detectors.training import resolve_device
 from captum_cfx.fit_report import (
     failures,
     judge,
@@ -55,6 +55,18 @@ class NotFittedError(RuntimeError):
 class FitWarning(UserWarning):
     """``fit`` failed its held-out judgement: counterfactuals that phi mostly does not find
     normal, concepts that make one edit, or no anomaly to judge by."""
+
+
+class ExplanationWarning(UserWarning):
+    """Counterfactuals that the detector still flags (phi >= 0.5 when aimed below 0.5): they
+    did not reach normal, and do not explain their images."""
+
+
+def _detector_device(phi: Any) -> Optional[torch.device]:
+    """The device of the detector's weights when phi wraps a torch module that has any."""
+    model = getattr(phi, "model", None)
+    params = list(model.parameters()) if isinstance(model, torch.nn.Module) else []
+    return params[0].device if params else None
 
 
 def _gather(loader: Iterable[Any], name: str) -> Tensor:
@@ -253,13 +265,13 @@ class CounterfactualAnomalyExplainer(Attribution):
 
     @staticmethod
     def _device_for(phi: AnomalyDetector, device: Union[str, torch.device, None]) -> torch.device:
-        params = list(phi.model.parameters()) if isinstance(phi.model, torch.nn.Module) else []
-        if params and device is None:
-            return params[0].device
+        home = _detector_device(phi)
+        if home is not None and device is None:
+            return home
         chosen = resolve_device(device)
-        if params and params[0].device != chosen:
+        if home is not None and home != chosen:
             raise ValueError(
-                f"the detector lives on {params[0].device} but fit was asked to train on {chosen}; "
+                f"the detector lives on {home} but fit was asked to train on {chosen}; "
                 "move the detector there first (captum_cfx never moves your model)."
             )
         return chosen
@@ -357,26 +369,51 @@ class CounterfactualAnomalyExplainer(Attribution):
 
         Returns:
             Tensor (N, C, H, W) in [0, 1].
+
+        Warns:
+            ExplanationWarning: the detector (when the explainer has it) still flags some
+                counterfactuals aimed at a score below 0.5; the warning names them.
         """
         self._check_fitted()
         x = self._check_inputs(inputs)
-        alpha = torch.full((len(x),), self._check_score(target_score))
-        return self._generate(x, alpha, self._check_concept(concept), internal_batch_size)
+        target = self._check_score(target_score)
+        k = self._check_concept(concept)
+        out = self._generate(x, torch.full((len(x),), target), k, internal_batch_size)
+        self._warn_not_normal(out, k, target)
+        return out
 
     def counterfactuals(
         self, inputs: Tensor, target_score: float = 0.0, internal_batch_size: Optional[int] = None
     ) -> Tensor:
-        """All K counterfactuals of each image, (N, K, C, H, W); arguments as in
+        """All K counterfactuals of each image, (N, K, C, H, W); arguments and warnings as in
         :meth:`counterfactual`."""
         self._check_fitted()
         x = self._check_inputs(inputs)
-        return self._all_concepts(
-            x,
-            self._check_score(target_score),
-            internal_batch_size,
-            self.generator_,
-            self.n_concepts_,
-        )
+        target = self._check_score(target_score)
+        out = self._all_concepts(x, target, internal_batch_size, self.generator_, self.n_concepts_)
+        for k in range(self.n_concepts_):
+            self._warn_not_normal(out[:, k], k, target)
+        return out
+
+    def _warn_not_normal(self, counterfactuals: Tensor, concept: int, target_score: float) -> None:
+        """Warn (:class:`ExplanationWarning`) when the detector, if at hand, still flags some
+        of the ``counterfactuals`` (N, C, H, W) of ``concept`` that aimed below 0.5."""
+        phi = self.forward_func
+        if phi is None or target_score >= 0.5 or not len(counterfactuals):
+            return
+        home = _detector_device(phi)
+        images = counterfactuals if home is None else counterfactuals.to(home)
+        flagged = (score_images(phi, images) >= 0.5).nonzero().flatten().tolist()
+        if flagged:
+            shown = ", ".join(map(str, flagged[:10])) + (", ..." if len(flagged) > 10 else "")
+            warnings.warn(
+                f"the detector still flags {len(flagged)} of {len(counterfactuals)} "
+                f"counterfactuals of concept {concept} (phi >= 0.5; images {shown}): they did "
+                "not reach normal and do not explain those images. fit_report_ says how the "
+                "fit was judged; fit for more steps (max_steps) if it is short.",
+                ExplanationWarning,
+                stacklevel=3,
+            )
 
     def _all_concepts(
         self,
@@ -465,6 +502,9 @@ class CounterfactualAnomalyExplainer(Attribution):
         Returns:
             Tensor (or a one-tuple) of ``inputs``' shape: positive where the anomaly has more
             than its normal version, negative where it has less.
+
+        Warns:
+            ExplanationWarning: as :meth:`counterfactual`.
         """
         is_tuple = isinstance(inputs, tuple)
         if is_tuple and len(inputs) != 1:
@@ -473,8 +513,10 @@ class CounterfactualAnomalyExplainer(Attribution):
             )
         self._check_fitted()
         x = self._check_inputs(inputs[0] if isinstance(inputs, tuple) else inputs, clamp_inputs)
-        alpha = torch.full((len(x),), self._check_score(target_score))
-        counterfactual = self._generate(x, alpha, self._check_concept(concept), internal_batch_size)
+        target = self._check_score(target_score)
+        k = self._check_concept(concept)
+        counterfactual = self._generate(x, torch.full((len(x),), target), k, internal_batch_size)
+        self._warn_not_normal(counterfactual, k, target)
         attribution = counterfactual.neg_().add_(x)  # x - counterfactual, in place
         return (attribution,) if is_tuple else attribution  # type: ignore[return-value]
 
@@ -601,4 +643,4 @@ class CounterfactualAnomalyExplainer(Attribution):
         return explainer
 
 
-__all__ = ["CounterfactualAnomalyExplainer", "NotFittedError"]
+__all__ = ["CounterfactualAnomalyExplainer", "ExplanationWarning", "FitWarning", "NotFittedError"]

@@ -2,8 +2,9 @@
 
 ``fit`` holds out a share of the normal images (:func:`split_holdout`) and judges the
 counterfactuals of a probe set of anomalies (:func:`probe_anomalies`): the outliers the user
-gave, or, without them, generic corruptions of the held-out normal images (a recolouring, a
-rotation, a zoom, a pasted patch, an added stroke, a dimming) that phi flags. The report
+gave, or, without them, generic corruptions of the held-out normal images that phi flags, of
+kinds G never trains on (a draining of colour, a shear, a half taken from another image, a
+blur; :func:`corruptions`). The report
 (:func:`judge`) holds validity, the normality AuROC against the held-out normal images,
 proximity and the concepts' distinctness; :func:`failures` reads it and names what failed.
 """
@@ -13,7 +14,9 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+from torchvision.transforms.functional import gaussian_blur
 
 from captum_cfx.data.outliers import added_strokes, pasted_patches
 from captum_cfx.detectors.adapter import AnomalyDetector, score_images
@@ -25,7 +28,7 @@ HOLDOUT_SHARE, HOLDOUT_MAX = 0.1, 512
 SELF_MADE_MAX = 4096
 #: The most anomalies a report judges.
 PROBE_SIZE = 256
-#: A fit fails when fewer than this share of its counterfactuals score below 0.5 ...
+#: A fit fails when fewer than this share of one concept's counterfactuals score below 0.5 ...
 MIN_VALIDITY = 0.5
 #: ... or when its K counterfactuals of an image differ by less than this share of their
 #: distance to the input (the concepts make one edit).
@@ -44,41 +47,85 @@ def split_holdout(normal: Tensor, seed: int) -> Tuple[Tensor, Tensor]:
     return normal[order[n_out:]], normal[order[:n_out]]
 
 
-def corruptions(normal: Tensor, seed: int) -> Tensor:
+def corruptions(normal: Tensor, seed: int, kinds: str = "training") -> Tensor:
     """Generic anomalies made from normal images (M, C, H, W) -> (M, C, H, W), one per image,
-    each of a kind drawn at random: colour channels rotated (grey images inverted), a quarter
-    turn, a 1.5x zoom on the centre, pasted patches, an added pen stroke, a dimming."""
+    each of a kind drawn at random from one of two disjoint families.
+
+    ``kinds="training"``, the anomalies G trains on without outliers: colour channels rotated
+    (grey images inverted), a quarter turn, a 1.5x zoom on the centre, pasted patches, an
+    added pen stroke, a dimming. ``kinds="unseen"``, the anomalies ``fit`` judges by, which G
+    never meets in training: the colours drained to grey (grey images: a gamma of 3), a
+    shear, the right half taken from another image of the batch, a blur.
+    """
+    if kinds not in _KINDS:
+        raise ValueError(f"kinds must be one of {sorted(_KINDS)}, got {kinds!r}.")
     g = torch.Generator().manual_seed(seed)
+    makers = _KINDS[kinds]
     out = normal.clone()
-    kinds = torch.randint(6, (len(normal),), generator=g)
-    for kind, make in enumerate(
-        (
-            lambda x: x.roll(1, dims=1) if x.shape[1] == 3 else 1 - x,
-            lambda x: x.rot90(1, dims=(2, 3)) if x.shape[2] == x.shape[3] else x.flip(2),
-            _zoom,
-            lambda x: pasted_patches(
-                x, len(x), seed=int(torch.randint(2**31, (1,), generator=g))
-            ).images.to(x),
-            lambda x: _strokes(x, int(torch.randint(2**31, (1,), generator=g))),
-            lambda x: 0.4 * x,
-        )
-    ):
-        members = (kinds == kind).nonzero().flatten().to(normal.device)
+    drawn = torch.randint(len(makers), (len(normal),), generator=g)
+    for kind, make in enumerate(makers):
+        members = (drawn == kind).nonzero().flatten().to(normal.device)
         if len(members):
-            out[members] = make(normal[members]).clamp(0, 1)
+            sub_seed = int(torch.randint(2**31, (1,), generator=g))
+            out[members] = make(normal[members], sub_seed).clamp(0, 1)
     return out
 
 
-def _zoom(x: Tensor) -> Tensor:
+def _recolour(x: Tensor, seed: int) -> Tensor:
+    return x.roll(1, dims=1) if x.shape[1] == 3 else 1 - x
+
+
+def _turn(x: Tensor, seed: int) -> Tensor:
+    return x.rot90(1, dims=(2, 3)) if x.shape[2] == x.shape[3] else x.flip(2)
+
+
+def _zoom(x: Tensor, seed: int) -> Tensor:
     h, w = x.shape[-2:]
     crop = x[..., h // 6 : h - h // 6, w // 6 : w - w // 6]
-    return torch.nn.functional.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)
+    return F.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)
+
+
+def _patches(x: Tensor, seed: int) -> Tensor:
+    return pasted_patches(x, len(x), seed=seed).images.to(x)
 
 
 def _strokes(x: Tensor, seed: int) -> Tensor:
     if x.shape[-1] != x.shape[-2]:
         return x.flip(3)
     return added_strokes(x, len(x), max_strokes=2, seed=seed).images.to(x)
+
+
+def _dim(x: Tensor, seed: int) -> Tensor:
+    return 0.4 * x
+
+
+def _drain(x: Tensor, seed: int) -> Tensor:
+    return x.mean(1, keepdim=True).expand_as(x) if x.shape[1] == 3 else x.pow(3)
+
+
+def _shear(x: Tensor, seed: int) -> Tensor:
+    theta = torch.tensor([[1.0, 0.4, 0.0], [0.0, 1.0, 0.0]], dtype=x.dtype, device=x.device)
+    grid = F.affine_grid(theta.expand(len(x), 2, 3), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+
+
+def _halves(x: Tensor, seed: int) -> Tensor:
+    partner = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    out = x.clone()
+    w = x.shape[-1]
+    out[..., w // 2 :] = x[partner.to(x.device)][..., w // 2 :]
+    return out
+
+
+def _blur(x: Tensor, seed: int) -> Tensor:
+    side = max(3, (min(x.shape[-2:]) // 6) | 1)
+    return gaussian_blur(x, [side, side], [side / 3, side / 3])
+
+
+_KINDS: Dict[str, Tuple[Callable[[Tensor, int], Tensor], ...]] = {
+    "training": (_recolour, _turn, _zoom, _patches, _strokes, _dim),
+    "unseen": (_drain, _shear, _halves, _blur),
+}
 
 
 def self_made_outliers(phi: AnomalyDetector, normal: Tensor, seed: int) -> Tensor:
@@ -94,13 +141,17 @@ def self_made_outliers(phi: AnomalyDetector, normal: Tensor, seed: int) -> Tenso
 def probe_anomalies(
     phi: AnomalyDetector, held_out: Tensor, outliers: Optional[Tensor], seed: int
 ) -> Tuple[Tensor, str]:
-    """Up to ``PROBE_SIZE`` anomalies that phi flags (score >= 0.5), and where they came from:
-    random ``outliers`` when given (``"outlier_loader"``), else corruptions of the held-out
-    normal images (``"corruptions"``), also when phi flags none of the outliers. May be
-    empty when phi flags none of either."""
+    """Up to ``PROBE_SIZE`` anomalies that phi flags (score >= 0.5), and where they came from,
+    from the first of these pools where phi flags any: random ``outliers`` when given
+    (``"outlier_loader"``); corruptions of the held-out normal images of kinds G never trains
+    on (``"unseen corruptions"``), so that the judgement measures how G does on anomalies it
+    did not learn to undo, as the user's will be; corruptions of the kinds G trains on
+    (``"training corruptions"``). May be empty when phi flags none of any."""
     g = torch.Generator().manual_seed(seed)
     pools = [] if outliers is None else [(outliers, "outlier_loader")]
-    pools.append((corruptions(held_out.repeat(4, 1, 1, 1), seed), "corruptions"))
+    copies = held_out.repeat(4, 1, 1, 1)
+    pools.append((corruptions(copies, seed, "unseen"), "unseen corruptions"))
+    pools.append((corruptions(copies, seed, "training"), "training corruptions"))
     for pool, source in pools:
         if len(pool) > PROBE_SIZE * 2:
             pool = pool[torch.randperm(len(pool), generator=g)[: PROBE_SIZE * 2].to(pool.device)]
@@ -109,7 +160,7 @@ def probe_anomalies(
         flagged = pool[(score_images(phi, pool) >= 0.5).to(pool.device)]
         if len(flagged):
             return flagged[:PROBE_SIZE], source
-    return held_out[:0], "corruptions"
+    return held_out[:0], "training corruptions"
 
 
 def judge(
@@ -207,7 +258,8 @@ def failures(report: Dict[str, Any]) -> List[str]:
             "the explanations reach normal (pass outlier_loader= with anomalies phi flags)"
         )
         return problems
-    if report["validity"] < MIN_VALIDITY:
+    short = [k for k, c in enumerate(report["concepts"]) if c["validity"] < MIN_VALIDITY]
+    if short:
         cause = ""
         false_alarms, view_false_alarms = report["false_alarms"], report.get("view_false_alarms")
         if false_alarms is not None and false_alarms >= 0.5:
@@ -225,11 +277,12 @@ def failures(report: Dict[str, Any]) -> List[str]:
                 "leaves G few edits that phi accepts (a detector trained on such views, as "
                 "train_detector(..., augment=True) trains one, does not flag them)"
             )
+        shares = ", ".join(f"concept {k}: {report['concepts'][k]['validity']:.0%}" for k in short)
         problems.append(
-            f"only {report['validity']:.0%} of the counterfactuals of {report['n_judged']} "
-            f"anomalies phi flags ({report.get('judged_on')}) score below 0.5: the explanations "
-            f"are not normal yet{cause}. Fit for more steps (max_steps), or raise "
-            "GeneratorConfig.lambda_phi"
+            f"too few counterfactuals of {report['n_judged']} anomalies phi flags "
+            f"({report.get('judged_on')}) score below 0.5 ({shares}; {MIN_VALIDITY:.0%} "
+            f"needed): those explanations are not normal yet{cause}. Fit for more steps "
+            "(max_steps), or raise GeneratorConfig.lambda_phi"
         )
     distinct = report["distinctness"]
     if distinct is not None and distinct < MIN_DISTINCTNESS:

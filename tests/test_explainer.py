@@ -15,7 +15,13 @@ from helpers import TINY, bright_square_images
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from captum_cfx import CounterfactualAnomalyExplainer, FitWarning, GeneratorConfig
+from captum_cfx import (
+    CounterfactualAnomalyExplainer,
+    ExplanationWarning,
+    FitWarning,
+    GeneratorConfig,
+    as_detector,
+)
 from captum_cfx.visualization import to_hwc
 
 
@@ -112,10 +118,12 @@ def test_forward_func_is_phi_and_feeds_captum_methods(fitted, data):
         explainer.attribute, x, perturb_radius=0.01, n_perturb_samples=2, clamp_inputs=True
     )
     assert sens.shape == (4,) and torch.isfinite(sens).all()
-    fig, _ = viz.visualize_image_attr(
+    fig, axis = viz.visualize_image_attr(
         to_hwc(attr[0]), to_hwc(x[0]), method="blended_heat_map", sign="all", use_pyplot=False
     )
-    assert fig is not None
+    # One axis: the input in grey and the attribution blended over it, both at its 16x16.
+    assert fig.axes == [axis]
+    assert [image.get_array().shape for image in axis.images] == [(16, 16), (16, 16)]
 
 
 def test_save_then_load_gives_identical_outputs(fitted, data, tmp_path):
@@ -281,12 +289,14 @@ def test_fit_warns_when_phi_flags_the_normal_images_themselves(data):
 
 def test_without_flagged_outliers_fit_judges_itself_on_corrupted_held_out_images(data):
     normal, _ = data
-    with pytest.warns(FitWarning, match=r"anomalies phi flags \(corruptions\) score below 0.5"):
+    with pytest.warns(
+        FitWarning, match=r"anomalies phi flags \(training corruptions\) score below 0.5"
+    ):
         explainer = CounterfactualAnomalyExplainer(config=TINY).fit(
             BrightSpot(), [normal], outlier_loader=[normal], steps=3, progress=False
         )
     report = explainer.fit_report_
-    assert report["judged_on"] == "corruptions"
+    assert report["judged_on"] == "training corruptions"  # phi flags none of the unseen kinds
     assert report["n_held_out"] == 6  # 10% of the 64 normal images
     assert report["n_judged"] > 0 and report["validity"] < 0.5
     assert report["steps"] == 3 and len(report["concepts"]) == 2
@@ -306,7 +316,7 @@ def test_without_outliers_g_learns_from_corruptions_and_makes_real_anomalies_nor
             BrightSpot(), [normal], steps=300, checkpoint_every=50, progress=False
         )
     report = explainer.fit_report_
-    assert report["judged_on"] == "corruptions"
+    assert report["judged_on"] == "training corruptions"  # phi flags none of the unseen kinds
     assert report["validity"] >= 0.5 and report["false_alarms"] == 0.0
     test = torch.cat([bright_square_images(4, True, seed=500 + s) for s in range(8)])
     with torch.no_grad():
@@ -336,3 +346,25 @@ def test_steps_auto_stops_when_the_judgement_stops_improving_and_keeps_the_best(
     assert steps[-1] == report["steps"] and max(scores) == scores[steps.index(report["kept_step"])]
     with pytest.raises(ValueError, match="positive int or 'auto'"):
         explainer.fit(BrightSpot(), [normal], steps="forever", progress=False)
+
+
+def test_counterfactuals_the_detector_still_flags_are_named_in_a_warning(fitted, data):
+    explainer, _ = fitted
+    x = data[1][:6]
+    with warnings.catch_warnings():  # BrightSpot passes the fitted G's counterfactuals
+        warnings.simplefilter("error", ExplanationWarning)
+        explainer.counterfactuals(data[0][:6])
+    strict = copy.copy(explainer)
+    strict.forward_func = as_detector(AlwaysFlagged(), calibration="identity")
+    with pytest.warns(ExplanationWarning, match=r"flags 6 of 6 counterfactuals of concept 1 "):
+        strict.counterfactual(x, concept=1)
+    with pytest.warns(ExplanationWarning, match=r"images 0, 1, 2, 3, 4, 5\)"):
+        strict.attribute(x)
+    with pytest.warns(ExplanationWarning) as caught:
+        strict.counterfactuals(x)
+    assert len(caught) == 2  # one per concept
+    with warnings.catch_warnings():  # aimed at an anomalous score, or without the detector
+        warnings.simplefilter("error", ExplanationWarning)
+        strict.counterfactual(x, target_score=0.9)
+        strict.forward_func = None
+        strict.counterfactual(x)

@@ -135,8 +135,7 @@ def added_strokes(
     shortcut that stays open, and a counterfactual generator finds it. A detector trained
     against these learns that such an addition does not make an image normal either, but a
     stroke over a normal image can leave it normal (a longer tail on a 2), so it may also
-    learn to flag part of the normal class: check its false alarms (benchmarks/RESULTS.md,
-    run 30).
+    learn to flag part of the normal class: check its false alarms.
 
     Args:
         images: normal images (M, C, H, W) in [0, 1] to draw on (drawn with replacement).
@@ -179,7 +178,7 @@ def faint_overlays(
 
     ``pasted_patches`` teaches a detector that a bright blob does not make an image normal; a
     dim one the size of a quarter of the image, or grey haze over the background, stays open,
-    and a counterfactual generator finds it (benchmarks/RESULTS.md, run 46). Even outliers get a
+    and a counterfactual generator finds it. Even outliers get a
     rectangle of side 5 pixels to half the image, odd ones a smooth haze (a 4x4 random field
     upsampled to the image); either at a peak brightness drawn from ``levels`` (grey on one
     channel, a random colour on more), taken as the pixel-wise maximum with the image so the

@@ -9,17 +9,11 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from captum_cfx._device import resolve_device
 from captum_cfx._validation import check_images
 from captum_cfx.detectors.adapter import iterate_images
 from captum_cfx.detectors.reference import DETECTORS, DSVDDDetector, ReferenceDetector
 from captum_cfx.generative.augment import robust_view, shift_view
-
-
-def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
-    """The device to train on: ``device`` when given, else CUDA when present, else CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _cycle(loader: Iterable[Any]) -> Iterator[Tensor]:

@@ -80,7 +80,7 @@ class Generator(nn.Module):
 
     uses_local: Tensor
     uses_global: Tensor
-    keeps_palette: Tensor
+    shape_route: Tensor
 
     def __init__(
         self,
@@ -129,7 +129,7 @@ class Generator(nn.Module):
         )
         # Derived from the routes, which the config saves: not part of the state dict.
         self.register_buffer(
-            "keeps_palette", torch.tensor([r == "shape" for r in routes]), persistent=False
+            "shape_route", torch.tensor([r == "shape" for r in routes]), persistent=False
         )
 
     def condition(self, alpha: Tensor, concept: Tensor) -> Tensor:
@@ -150,7 +150,7 @@ class Generator(nn.Module):
         local = (torch.tanh(self.to_local(d1)) + 1) / 2
         low, high = x.amin((2, 3), keepdim=True), x.amax((2, 3), keepdim=True)
         painted = low + local.mean(1, keepdim=True) * (high - low)
-        local = torch.where(self.keeps_palette[concept, None, None, None], painted, local)
+        local = torch.where(self.shape_route[concept, None, None, None], painted, local)
         mask = torch.sigmoid(self.to_mask(d1)) * self.uses_local[concept, None, None, None]
         stats = torch.cat([h3.mean((2, 3)), cond, x.mean((2, 3)), x.amax((2, 3))], 1)
         color = self.global_gain * self.to_color(stats) * self.uses_global[concept, None]

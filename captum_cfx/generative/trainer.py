@@ -157,10 +157,10 @@ class CounterfactualTrainer:
             score = self.detector(x).float()
         alpha, concept, other = self.sample_conditions(len(x))
         # Every image is generated for concept k and for another concept k' (distinctness).
-        xx, aa, ss = (torch.cat([t, t]) for t in (x, alpha, score))
-        kk = torch.cat([concept, other])
-        x_bar = G(xx, aa, kk)
-        x_tilde = G(x_bar, ss, kk)
+        x_twice, alpha_twice, score_twice = (torch.cat([t, t]) for t in (x, alpha, score))
+        concept_pair = torch.cat([concept, other])
+        x_bar = G(x_twice, alpha_twice, concept_pair)
+        x_tilde = G(x_bar, score_twice, concept_pair)
         x_rec = G(x, score, concept)
 
         # 1. GAN, discriminator update. A conditional D judges (image, phi's score) pairs; the
@@ -192,14 +192,16 @@ class CounterfactualTrainer:
             image_logit_tilde,
         )
         # The flagged inputs' alpha = 0 counterfactuals: those the normality AuROC judges.
-        judged = (aa == 0) & (ss >= 0.5)
+        judged = (alpha_twice == 0) & (score_twice >= 0.5)
         terms = {
             "loss_gan": losses.loss_gan(D(diff_augment(x_bar, self.rng), score_bar)),
-            "loss_phi": self._loss_phi(aa, ss, kk, judged, logit_bar, logit_tilde),
+            "loss_phi": self._loss_phi(
+                alpha_twice, score_twice, concept_pair, judged, logit_bar, logit_tilde
+            ),
             "loss_rec": losses.loss_rec(x_rec, x),
-            "loss_cyc": losses.loss_cyc(x_tilde, xx),
+            "loss_cyc": losses.loss_cyc(x_tilde, x_twice),
             "loss_con": losses.loss_con(
-                R(xx, x_bar), R(x_bar, x_tilde), R(x, x_rec), kk, self.n_concepts
+                R(x_twice, x_bar), R(x_bar, x_tilde), R(x, x_rec), concept_pair, self.n_concepts
             ),
             "loss_distinct": losses.loss_distinct(
                 x_bar[:n], x_bar[n:], cfg.distinct_margin, cfg.concept_pool
@@ -221,18 +223,19 @@ class CounterfactualTrainer:
         if self.generator_average is not None:
             self.generator_average.update_parameters(self.generator)
 
-        at_zero = aa == 0
+        at_zero = alpha_twice == 0
         if at_zero.any():
             share = float((logit_bar[at_zero] < 0).float().mean())
             self.running_normal += 0.02 * (share - self.running_normal)
         judged_logits = logit_bar.detach()[judged]
         batch_auroc = self._batch_normality_auroc(judged_logits)
         # The floor follows the counterfactuals of the G the explainer keeps: with ema_decay
-        # the average, which phi scored 2-3.5 points of AuROC below G's own batches
-        # (benchmarks/RESULTS.md, run 17).
+        # the average, which phi scores lower than G's own batches.
         followed, followed_auroc = judged_logits, batch_auroc
         if self.generator_average is not None:
-            followed = self._averaged_logits(xx[judged], aa[judged], kk[judged])
+            followed = self._averaged_logits(
+                x_twice[judged], alpha_twice[judged], concept_pair[judged]
+            )
             followed_auroc = self._batch_normality_auroc(followed)
         if cfg.floor_feedback > 0 and followed_auroc is not None:
             self.floor = self._moved(self.floor, followed_auroc)
