@@ -9,6 +9,12 @@ from typing import Any
 
 import torch
 
+#: Written beside a saved explainer by ``captum-cfx fit`` and the demo: how the command line
+#: loads its detector again, ``{"detector": "file or module:attr"}`` or, for a reference
+#: detector, ``{"reference": name, "in_channels": C, "image_size": S, "weights": file}``
+#: (files relative to the explainer's folder).
+CLI_FILE = "cli.json"
+
 
 def atomic_save(obj: Any, path: Path) -> None:
     """``torch.save(obj, path)``, atomically."""
@@ -18,7 +24,7 @@ def atomic_save(obj: Any, path: Path) -> None:
 
 
 def atomic_write_text(text: str, path: Path) -> None:
-    """``path.write_text(text)``, atomically."""
+    """``path.write_text(text)`` in UTF-8, atomically."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)

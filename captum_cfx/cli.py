@@ -16,14 +16,13 @@ from torch import nn
 from torchvision.utils import save_image
 
 import captum_cfx
+from captum_cfx._io import CLI_FILE
 from captum_cfx.data import load_image_folder
 from captum_cfx.demo import DEMO_STEPS, QUICK_STEPS, run_demo
-from captum_cfx.detectors import score_images
+from captum_cfx.detectors import DETECTORS, score_images
 from captum_cfx.explainer import CounterfactualAnomalyExplainer
+from captum_cfx.report import REPORT_IMAGES, write_report
 from captum_cfx.visualization import counterfactual_grid
-
-#: Written beside a saved explainer by ``fit``: how to load its detector again.
-CLI_FILE = "cli.json"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,12 +80,28 @@ def build_parser() -> argparse.ArgumentParser:
     explain = commands.add_parser(
         "explain",
         help="draw the counterfactuals of a folder of images",
-        description="Loads an explainer saved by 'captum-cfx fit' and writes, for the images "
-        "in --images, counterfactuals.png, one PNG per image and concept, and scores.json.",
+        description="Loads an explainer saved by 'captum-cfx fit' (or the demo's) and writes, "
+        "for the images in --images, counterfactuals.png, one PNG per image and concept, and "
+        "scores.json; with --report, also one self-contained HTML page.",
     )
-    explain.add_argument("--explainer", type=Path, required=True, help="folder from 'fit'")
+    explain.add_argument(
+        "--explainer", type=Path, required=True, help="folder from 'fit' or the demo"
+    )
     explain.add_argument("--images", type=Path, required=True, help="folder of images")
     explain.add_argument("--out", type=Path, required=True, help="output folder")
+    explain.add_argument(
+        "--detector",
+        default=None,
+        help="TorchScript file or module:attr (default: the one the explainer was saved with)",
+    )
+    explain.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        help=f"write an HTML page (images inlined) of the first {REPORT_IMAGES} images: input, "
+        "counterfactuals with phi, difference maps, IntegratedGradients, traversal strips, "
+        "and the fit's report",
+    )
     explain.set_defaults(run=_run_explain)
     return parser
 
@@ -137,13 +152,24 @@ def _run_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def saved_detector(folder: Path) -> Any:
+    """The detector an explainer ``folder`` was saved with, as its ``cli.json`` names it (a
+    file named there is read relative to the folder where it is there); None without one."""
+    spec_path = folder / CLI_FILE
+    if not spec_path.is_file():
+        return None
+    spec = json.loads(spec_path.read_text())
+    if "reference" in spec:  # the demo's: a reference detector's weights
+        detector = DETECTORS[spec["reference"]](spec["in_channels"], spec["image_size"])
+        weights = torch.load(folder / spec["weights"], map_location="cpu", weights_only=True)
+        detector.load_state_dict(weights)
+        return detector.eval()
+    path = folder / spec["detector"]
+    return load_detector(str(path) if path.is_file() else spec["detector"])
+
+
 def _run_explain(args: argparse.Namespace) -> int:
-    spec_path = args.explainer / CLI_FILE
-    detector = (
-        load_detector(json.loads(spec_path.read_text())["detector"])
-        if spec_path.is_file()
-        else None
-    )
+    detector = load_detector(args.detector) if args.detector else saved_detector(args.explainer)
     explainer = CounterfactualAnomalyExplainer.load(args.explainer, detector=detector)
     images, names = load_image_folder(args.images)
     counterfactuals = explainer.counterfactuals(images, internal_batch_size=256)
@@ -160,14 +186,26 @@ def _run_explain(args: argparse.Namespace) -> int:
             name: {"input": float(input_scores[i]), "counterfactuals": cf_scores[i].tolist()}
             for i, name in enumerate(names)
         }
-    shown = slice(0, 16)
-    if phi is not None:
-        input_scores, cf_scores = input_scores[shown], cf_scores[shown]
-    counterfactual_grid(images[shown], counterfactuals[shown], input_scores, cf_scores).savefig(
-        args.out / "counterfactuals.png", dpi=90
-    )
+    shown = slice(0, REPORT_IMAGES)
+    counterfactual_grid(
+        images[shown],
+        counterfactuals[shown],
+        None if input_scores is None else input_scores[shown],
+        None if cf_scores is None else cf_scores[shown],
+    ).savefig(args.out / "counterfactuals.png", dpi=90)
     (args.out / "scores.json").write_text(json.dumps(scores, indent=2))
     print(f"counterfactuals of {len(names)} images are in {args.out.resolve()}")
+    if args.report is not None:
+        write_report(
+            args.report,
+            explainer,
+            images,
+            names=names,
+            counterfactuals=counterfactuals,
+            input_scores=input_scores,
+            counterfactual_scores=cf_scores,
+        )
+        print(f"the report is {args.report.resolve()}")
     return 0
 
 

@@ -17,6 +17,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
 from captum_cfx._device import resolve_device
+from captum_cfx._io import CLI_FILE, atomic_write_text
 from captum_cfx.data import LabeledImages, colored_mnist, pasted_patches, random_strokes
 from captum_cfx.detectors import (
     DETECTORS,
@@ -79,7 +80,7 @@ def _cached_detector(
     return detector
 
 
-def _pick_examples(anomalies: LabeledImages, scores: Tensor, n: int) -> Tensor:
+def pick_examples(anomalies: LabeledImages, scores: Tensor, n: int) -> Tensor:
     """Flagged anomalies of as many different (digit, colour) kinds as possible."""
     digits, colors, picked = set(), set(), []
     for i in (scores >= 0.5).nonzero()[:, 0].tolist():
@@ -146,6 +147,9 @@ def run_demo(
             checkpoint_dir=out / "checkpoint",
         )
         explainer.save(saved)
+    # So that `captum-cfx explain --explainer OUT/explainer` scores with this detector.
+    cli_spec = {"reference": "bce", "in_channels": 3, "image_size": 28}
+    atomic_write_text(json.dumps({**cli_spec, "weights": "../detector_bce.pt"}), saved / CLI_FILE)
     phi = explainer.forward_func
 
     test_scores = score_images(phi, test.images.to(device))
@@ -168,7 +172,7 @@ def run_demo(
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
-    pick = _pick_examples(anomalies, anomaly_scores, 6)
+    pick = pick_examples(anomalies, anomaly_scores, 6)
     x = x_all[pick]
     heatmaps = {
         "IntegratedGradients": IntegratedGradients(phi).attribute(

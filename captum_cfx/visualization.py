@@ -5,7 +5,7 @@ Every function returns a :class:`matplotlib.figure.Figure`; save it with ``fig.s
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -20,17 +20,40 @@ def to_hwc(image: Tensor) -> np.ndarray:
     return image.detach().cpu().permute(1, 2, 0).numpy()
 
 
-def _show(ax, image: Tensor, title: str) -> None:
+#: The colour maps of a difference map (signed: red where the input has more) and a heatmap.
+DIFFERENCE_CMAP, HEATMAP_CMAP = "bwr", "inferno"
+
+
+def image_array(image: Tensor) -> np.ndarray:
+    """One image (C, H, W) as shown: clamped to [0, 1], (H, W) for one channel (drawn in grey
+    from 0 to 1), else (H, W, C)."""
     array = to_hwc(image.clamp(0, 1))
-    ax.imshow(array[..., 0] if array.shape[-1] == 1 else array, cmap="gray", vmin=0, vmax=1)
+    return array[..., 0] if array.shape[-1] == 1 else array
+
+
+def difference_map(difference: Tensor) -> Tuple[np.ndarray, float]:
+    """A difference (C, H, W), input minus counterfactual, as shown: its signed sum over
+    channels (H, W) and the bound b of its colour scale, drawn from -b (blue: the input has
+    less) to b (red: the input has more) with :data:`DIFFERENCE_CMAP`."""
+    signed = difference.detach().cpu().sum(0).numpy()
+    return signed, max(float(np.abs(signed).max()), 1e-6)
+
+
+def heatmap_map(heat: Tensor) -> np.ndarray:
+    """An attribution (C, H, W) as shown: its absolute value summed over channels (H, W),
+    drawn with :data:`HEATMAP_CMAP`."""
+    return heat.detach().cpu().abs().sum(0).numpy()
+
+
+def _show(ax, image: Tensor, title: str) -> None:
+    ax.imshow(image_array(image), cmap="gray", vmin=0, vmax=1)
     ax.set_title(title, fontsize=7)
     ax.set_axis_off()
 
 
 def _show_difference(ax, difference: Tensor, title: str) -> None:
-    signed = difference.detach().cpu().sum(0).numpy()
-    bound = max(float(np.abs(signed).max()), 1e-6)
-    ax.imshow(signed, cmap="bwr", vmin=-bound, vmax=bound)
+    signed, bound = difference_map(difference)
+    ax.imshow(signed, cmap=DIFFERENCE_CMAP, vmin=-bound, vmax=bound)
     ax.set_title(title, fontsize=7)
     ax.set_axis_off()
 
@@ -83,7 +106,7 @@ def counterfactual_grid(
 
 
 def _show_heatmap(ax, heat: Tensor, title: str) -> None:
-    ax.imshow(heat.detach().cpu().abs().sum(0).numpy(), cmap="inferno")
+    ax.imshow(heatmap_map(heat), cmap=HEATMAP_CMAP)
     ax.set_title(title, fontsize=7)
     ax.set_axis_off()
 

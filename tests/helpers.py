@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import torch
+import warnings
+from html.parser import HTMLParser
+from typing import Dict, List, Optional, Tuple
 
-from captum_cfx import GeneratorConfig
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from captum_cfx import CounterfactualAnomalyExplainer, FitWarning, GeneratorConfig
 
 #: The smallest networks that train: for tests of plumbing, not of quality.
 TINY = GeneratorConfig(widths=(4, 8, 8), cond_dim=8, disc_width=4, concept_width=4, batch_size=8)
@@ -24,3 +30,57 @@ def bright_square_images(
         r, c = torch.randint(0, size - 6, (2,), generator=g).tolist()
         x[:, :, r : r + 6, c : c + 6] = 0.9
     return x
+
+
+class BrightSquare(nn.Module):
+    """phi = sigmoid(20 (max of the 4x4-pooled image - 0.4)): a bright square is anomalous."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = nn.functional.avg_pool2d(x.amax(1, keepdim=True), 4).amax((1, 2, 3))
+        return torch.sigmoid(20 * (pooled - 0.4))
+
+
+def tiny_fitted_explainer(steps: int = 20) -> CounterfactualAnomalyExplainer:
+    """A K = 2 explainer of :class:`BrightSquare`, fitted in a second on 64 normal images
+    (1 channel, 16 px) with :data:`TINY`: for tests of what is done with a fitted one."""
+    normal = DataLoader(TensorDataset(bright_square_images(64, False, seed=1)), batch_size=16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWarning)  # a fit this short is judged a failure
+        return CounterfactualAnomalyExplainer(n_concepts=2, config=TINY).fit(
+            BrightSquare(), normal, steps=steps, progress=False
+        )
+
+
+class PageParser(HTMLParser):
+    """An HTML page's ``<section id=...>`` parts: per id, the ``src`` of each ``<img>`` and
+    the text, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sections: Dict[str, Dict[str, List[str]]] = {}
+        self._current: Optional[Dict[str, List[str]]] = None
+
+    def handle_starttag(self, tag: str, attrs: List[Tuple[str, Optional[str]]]) -> None:
+        found = dict(attrs)
+        if tag == "section":
+            self._current = self.sections.setdefault(
+                str(found.get("id")), {"images": [], "text": []}
+            )
+        elif tag == "img" and self._current is not None:
+            self._current["images"].append(str(found.get("src")))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "section":
+            self._current = None
+
+    def handle_data(self, data: str) -> None:
+        if self._current is not None and data.strip():
+            self._current["text"].append(data.strip())
+
+
+def parse_page(page: str) -> Dict[str, Dict[str, List[str]]]:
+    """:class:`PageParser`'s sections of ``page``."""
+    parser = PageParser()
+    parser.feed(page)
+    parser.close()
+    return parser.sections

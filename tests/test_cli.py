@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from helpers import bright_square_images
+from helpers import bright_square_images, parse_page
 from matplotlib.image import imread
 from torch import nn
 from torchvision.utils import save_image
@@ -55,6 +55,16 @@ def test_the_demo_writes_figures_metrics_and_a_loadable_explainer(tmp_path, caps
     mtime = (out / "explainer" / "weights.pt").stat().st_mtime
     assert main(["demo", "--out", str(out), "--steps", "3", "--detector-epochs", "1"]) == 0
     assert (out / "explainer" / "weights.pt").stat().st_mtime == mtime
+    # explain finds the demo's detector by the explainer's cli.json: phi, IG, the report.
+    images = write_folder(tmp_path / "images", torch.rand(2, 3, 28, 28))
+    argv = ["explain", "--explainer", str(out / "explainer"), "--images", str(images)]
+    report = tmp_path / "report.html"
+    assert main([*argv, "--out", str(tmp_path / "explained"), "--report", str(report)]) == 0
+    scores = json.loads((tmp_path / "explained" / "scores.json").read_text())
+    assert sorted(scores) == ["img00.png", "img01.png"]
+    sections = parse_page(report.read_text(encoding="utf-8"))
+    assert [len(sections[f"image-{i}"]["images"]) for i in range(2)] == [18, 18]
+    assert "IntegratedGradients" in " ".join(sections["image-1"]["text"])
 
 
 class DarkIsNormal(nn.Module):
@@ -102,6 +112,8 @@ def test_fit_then_explain_on_your_own_torchscript_detector(tmp_path, capsys):
                 str(anomalies),
                 "--out",
                 str(tmp_path / "out"),
+                "--report",
+                str(tmp_path / "report.html"),
             ]
         )
         == 0
@@ -111,6 +123,16 @@ def test_fit_then_explain_on_your_own_torchscript_detector(tmp_path, capsys):
     assert len(scores["img00.png"]["counterfactuals"]) == 2 and scores["img00.png"]["input"] > 0.9
     assert imread(tmp_path / "out" / "img02_concept1.png").shape[:2] == (16, 16)
     assert imread(tmp_path / "out" / "counterfactuals.png").ndim == 3
+    # The report: per image the input, 2 counterfactuals, 2 differences, IG, 2 strips of 6.
+    sections = parse_page((tmp_path / "report.html").read_text(encoding="utf-8"))
+    assert sorted(sections) == ["fit-report", "image-0", "image-1", "image-2"]
+    for i, name in enumerate(sorted(scores)):
+        text = " ".join(sections[f"image-{i}"]["text"])
+        assert len(sections[f"image-{i}"]["images"]) == 18 and text.startswith(name)
+        input_score = scores[name]["input"]
+        for k, cf_score in enumerate(scores[name]["counterfactuals"]):
+            assert f"concept {k} phi {input_score:.3f} -> {cf_score:.3f}" in text
+    assert "validity" in " ".join(sections["fit-report"]["text"])
 
 
 def test_fit_accepts_an_importable_module_attr(tmp_path, monkeypatch):
