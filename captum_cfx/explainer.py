@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Any, Dict, Iterable, Optional, Sequence, Tuple, TypeVar, Union
 
 import torch
 from captum.attr import Attribution
@@ -26,6 +26,7 @@ from captum_cfx.detectors.adapter import (
     iterate_images,
     score_images,
 )
+from captum_cfx.diagnosis import NormalReference, diagnose
 from captum_cfx.fit_report import (
     failures,
     judge,
@@ -214,6 +215,7 @@ class CounterfactualAnomalyExplainer(Attribution):
         phi = as_detector(detector, normal_data=normal, calibration=calibration)  # type: ignore[arg-type]
         device = self._device_for(phi, device)
         normal, held_out = (t.to(device) for t in split_holdout(normal, seed))
+        reference_images = NormalReference.from_images(normal, held_out, seed)
         outliers = None if outliers is None else outliers.to(device)
         reference = None if reference is None else reference.to(device)
         self._check_detector(phi, normal[: config.batch_size])
@@ -230,7 +232,7 @@ class CounterfactualAnomalyExplainer(Attribution):
             return self._all_concepts(x, 0.0, None, trainer.kept_generator, self.n_concepts)
 
         def evaluate() -> float:
-            return quality(judge(counterfactuals, phi, probe, held_out_scores))
+            return quality(judge(counterfactuals, phi, probe, held_out_scores, reference_images))
 
         trainer.run(steps_in_all, progress, checkpoint_dir, checkpoint_every, evaluate, patience)
         # Set the learned state only now, so a failed fit leaves the explainer as it was.
@@ -241,7 +243,8 @@ class CounterfactualAnomalyExplainer(Attribution):
         self.history_ = dict(trainer.history)
         self.n_concepts_ = self.n_concepts
         self.input_shape_ = tuple(normal.shape[1:])
-        report = judge(counterfactuals, phi, probe, held_out_scores)
+        self.normal_reference_ = reference_images
+        report = judge(counterfactuals, phi, probe, held_out_scores, reference_images)
         view_false_alarms = None
         if len(held_out):
             views = robust_view(held_out, torch.Generator().manual_seed(seed), config.robust_noise)
@@ -395,15 +398,18 @@ class CounterfactualAnomalyExplainer(Attribution):
             self._warn_not_normal(out[:, k], k, target)
         return out
 
+    def _phi_scores(self, images: Tensor) -> Tensor:
+        """phi of images (N, C, H, W), moved to the detector's device, as a CPU tensor (N,)."""
+        home = _detector_device(self.forward_func)
+        return score_images(self.forward_func, images if home is None else images.to(home))
+
     def _warn_not_normal(self, counterfactuals: Tensor, concept: int, target_score: float) -> None:
         """Warn (:class:`ExplanationWarning`) when the detector, if at hand, still flags some
         of the ``counterfactuals`` (N, C, H, W) of ``concept`` that aimed below 0.5."""
         phi = self.forward_func
         if phi is None or target_score >= 0.5 or not len(counterfactuals):
             return
-        home = _detector_device(phi)
-        images = counterfactuals if home is None else counterfactuals.to(home)
-        flagged = (score_images(phi, images) >= 0.5).nonzero().flatten().tolist()
+        flagged = (self._phi_scores(counterfactuals) >= 0.5).nonzero().flatten().tolist()
         if flagged:
             shown = ", ".join(map(str, flagged[:10])) + (", ..." if len(flagged) > 10 else "")
             warnings.warn(
@@ -476,6 +482,48 @@ class CounterfactualAnomalyExplainer(Attribution):
         own = score_images(self.forward_func, inputs).float()
         return own[:, None] * torch.linspace(1.0, 0.0, steps)[None, :]
 
+    def diagnose(
+        self,
+        inputs: Tensor,
+        target_score: float = 0.0,
+        internal_batch_size: Optional[int] = None,
+    ) -> Dict[str, Tensor]:
+        """Measure and flag every counterfactual of each image.
+
+        Args:
+            inputs (Tensor): images (N, C, H, W) in [0, 1].
+            target_score (float): alpha, as in :meth:`counterfactual`. Default: 0.0
+            internal_batch_size (int, optional): images per generator call. Default: None
+
+        Returns:
+            A dict of CPU tensors (:func:`captum_cfx.diagnosis.diagnose`): phi before (N,)
+            and after (N, K), L1 and L2 proximity, ink off the normal images' support, the
+            distance to the nearest normal image, and the flags (N, K) ``not_normal``,
+            ``off_support`` (a mark no normal image has: phi accepts a shortcut),
+            ``adversarial`` (phi moved, but the image came no closer to any normal image),
+            ``same_as_other_concept`` and ``flagged`` (any of them); plus
+            ``counterfactuals`` (N, K, C, H, W).
+
+        Examples::
+
+            >>> report = explainer.diagnose(x)
+            >>> report["flagged"].float().mean()  # share of explanations not to trust
+        """
+        self._check_fitted()
+        if self.forward_func is None:
+            raise ValueError("diagnose needs the detector: load(path, detector=...).")
+        if not hasattr(self, "normal_reference_"):
+            raise ValueError(
+                "this explainer was saved without its normal reference (an older captum_cfx); "
+                "refit it to diagnose its explanations."
+            )
+        x = self._check_inputs(inputs)
+        target = self._check_score(target_score)
+        cfs = self._all_concepts(x, target, internal_batch_size, self.generator_, self.n_concepts_)
+        after = self._phi_scores(cfs.flatten(0, 1)).view(len(x), -1)
+        report = diagnose(x, cfs, self._phi_scores(x), after, self.normal_reference_, target)
+        return {**report, "counterfactuals": cfs}
+
     @log_usage()
     def attribute(
         self,
@@ -540,6 +588,7 @@ class CounterfactualAnomalyExplainer(Attribution):
             "generator": self.generator_.state_dict(),
             "concept_classifier": self.concept_classifier_.state_dict(),
             "detector_calibration": phi.state_dict() if phi is not None else {},
+            "normal_reference": self.normal_reference_.state_dict(),
         }
         config = {
             "format": FORMAT,
@@ -632,6 +681,10 @@ class CounterfactualAnomalyExplainer(Attribution):
                 phi.load_state_dict(weights["detector_calibration"])
             explainer.forward_func = phi
         explainer.config_ = gen_config
+        if weights.get("normal_reference"):
+            explainer.normal_reference_ = NormalReference.from_state_dict(
+                weights["normal_reference"]
+            )
         explainer.generator_ = generator.eval()
         explainer.concept_classifier_ = concept_classifier.eval()
         history_path = folder / HISTORY_FILE

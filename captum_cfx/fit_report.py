@@ -20,6 +20,7 @@ from torchvision.transforms.functional import gaussian_blur
 
 from captum_cfx.data.outliers import added_strokes, pasted_patches
 from captum_cfx.detectors.adapter import AnomalyDetector, score_images
+from captum_cfx.diagnosis import NormalReference, diagnose
 from captum_cfx.metrics import normality_auroc, proximity, validity
 
 #: The share of the normal images ``fit`` holds out, and the most it holds out.
@@ -30,6 +31,9 @@ SELF_MADE_MAX = 4096
 PROBE_SIZE = 256
 #: A fit fails when fewer than this share of one concept's counterfactuals score below 0.5 ...
 MIN_VALIDITY = 0.5
+#: ... or when this share of one concept's counterfactuals is a shortcut (off the normal
+#: support, or adversarial: :mod:`captum_cfx.diagnosis`) ...
+MAX_SHORTCUTS = 0.5
 #: ... or when its K counterfactuals of an image differ by less than this share of their
 #: distance to the input (the concepts make one edit).
 MIN_DISTINCTNESS = 0.2
@@ -168,6 +172,7 @@ def judge(
     phi: AnomalyDetector,
     anomalies: Tensor,
     normal_scores: Tensor,
+    reference: NormalReference,
 ) -> Dict[str, Any]:
     """The report on a fit.
 
@@ -176,11 +181,13 @@ def judge(
         phi: the detector.
         anomalies: the probe anomalies (N, C, H, W), all flagged by phi; may be empty.
         normal_scores: phi's scores (M,) on the held-out normal images.
+        reference: the normal images' :class:`~captum_cfx.diagnosis.NormalReference`.
 
     Returns:
         ``n_judged``; per concept (``concepts``, a list of K dicts) ``validity`` (share with
         phi < 0.5), ``normality_auroc`` (against ``normal_scores``; 0.5 is ideal) and
-        ``proximity`` (mean per-pixel L1 to the input); their means ``validity``,
+        ``proximity`` (mean per-pixel L1 to the input), ``off_support`` and ``adversarial``
+        (the shares :func:`~captum_cfx.diagnosis.diagnose` flags so); their means ``validity``,
         ``normality_auroc`` and ``proximity``; ``distinctness`` (mean L1 between two
         concepts' counterfactuals of one image over the mean proximity; None for K = 1);
         ``false_alarms`` (share of the held-out normal images phi flags). Figures are None
@@ -203,9 +210,11 @@ def judge(
             "concepts": [],
         }
     cfs = counterfactuals(anomalies)  # (N, K, C, H, W)
+    after = score_images(phi, cfs.flatten(0, 1)).view(len(anomalies), -1)
+    flags = diagnose(anomalies, cfs, score_images(phi, anomalies), after, reference)
     concepts: List[Dict[str, Optional[float]]] = []
     for k in range(cfs.shape[1]):
-        scores = score_images(phi, cfs[:, k])
+        scores = after[:, k]
         concepts.append(
             {
                 "validity": validity(scores),
@@ -213,6 +222,8 @@ def judge(
                 if len(normal_scores)
                 else None,
                 "proximity": proximity(cfs[:, k], anomalies),
+                "off_support": float(flags["off_support"][:, k].float().mean()),
+                "adversarial": float(flags["adversarial"][:, k].float().mean()),
             }
         )
     k_count = cfs.shape[1]
@@ -284,6 +295,21 @@ def failures(report: Dict[str, Any]) -> List[str]:
             f"needed): those explanations are not normal yet{cause}. Fit for more steps "
             "(max_steps), or raise GeneratorConfig.lambda_phi"
         )
+    for name, share, what in (
+        ("off_support", MAX_SHORTCUTS, "draw a mark where no normal image has ink"),
+        ("adversarial", MAX_SHORTCUTS, "come no closer to any normal image than the input"),
+    ):
+        marked = [
+            f"concept {k}: {c[name]:.0%}"
+            for k, c in enumerate(report["concepts"])
+            if c.get(name) is not None and c[name] >= share
+        ]
+        if marked:
+            problems.append(
+                f"the counterfactuals phi calls normal {what} ({', '.join(marked)}): phi "
+                "accepts a shortcut, and those explanations show it, not a reason (train the "
+                "detector against such edits, e.g. with outliers that carry them)"
+            )
     distinct = report["distinctness"]
     if distinct is not None and distinct < MIN_DISTINCTNESS:
         problems.append(
@@ -297,6 +323,7 @@ def failures(report: Dict[str, Any]) -> List[str]:
 __all__ = [
     "HOLDOUT_MAX",
     "HOLDOUT_SHARE",
+    "MAX_SHORTCUTS",
     "MIN_DISTINCTNESS",
     "MIN_VALIDITY",
     "PROBE_SIZE",

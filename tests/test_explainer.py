@@ -368,3 +368,26 @@ def test_counterfactuals_the_detector_still_flags_are_named_in_a_warning(fitted,
         strict.counterfactual(x, target_score=0.9)
         strict.forward_func = None
         strict.counterfactual(x)
+
+
+def test_diagnose_reports_every_counterfactual_and_survives_save_and_load(fitted, data, tmp_path):
+    explainer, detector = fitted
+    x = data[1][:5]
+    report = explainer.diagnose(x)
+    assert report["counterfactuals"].shape == (5, 2, 1, 16, 16)
+    for key in ("score_after", "l1", "off_support_mass", "not_normal", "flagged"):
+        assert report[key].shape == (5, 2)
+    torch.testing.assert_close(report["score_before"], detector(x))
+    torch.testing.assert_close(
+        report["score_after"][:, 1], detector(report["counterfactuals"][:, 1])
+    )
+    assert torch.equal(report["not_normal"], report["score_after"] >= 0.5)
+    for concept in explainer.fit_report_["concepts"]:
+        assert 0 <= concept["off_support"] <= 1 and 0 <= concept["adversarial"] <= 1
+    explainer.save(tmp_path / "e")
+    loaded = CounterfactualAnomalyExplainer.load(tmp_path / "e", detector=detector)
+    again = loaded.diagnose(x)
+    for key in ("flagged", "off_support_mass", "nearest_normal"):
+        torch.testing.assert_close(again[key], report[key])
+    with pytest.raises(ValueError, match="diagnose needs the detector"):
+        CounterfactualAnomalyExplainer.load(tmp_path / "e").diagnose(x)
