@@ -19,7 +19,8 @@ import captum_cfx
 from captum_cfx._io import CLI_FILE
 from captum_cfx.data import load_image_folder
 from captum_cfx.demo import DEMO_STEPS, QUICK_STEPS, run_demo
-from captum_cfx.detectors import DETECTORS, score_images
+from captum_cfx.detectors import DETECTORS
+from captum_cfx.diagnosis import MEASURES, flag_names
 from captum_cfx.explainer import CounterfactualAnomalyExplainer
 from captum_cfx.report import REPORT_IMAGES, write_report
 from captum_cfx.visualization import counterfactual_grid
@@ -172,27 +173,42 @@ def _run_explain(args: argparse.Namespace) -> int:
     detector = load_detector(args.detector) if args.detector else saved_detector(args.explainer)
     explainer = CounterfactualAnomalyExplainer.load(args.explainer, detector=detector)
     images, names = load_image_folder(args.images)
-    counterfactuals = explainer.counterfactuals(images, internal_batch_size=256)
+    input_scores, cf_scores, flags, scores = None, None, None, {}
+    if explainer.forward_func is not None and hasattr(explainer, "normal_reference_"):
+        diagnosis = explainer.diagnose(images, internal_batch_size=256)
+        counterfactuals = diagnosis["counterfactuals"]
+        input_scores, cf_scores = diagnosis["score_before"], diagnosis["score_after"]
+        flags = flag_names(diagnosis)
+        scores = {
+            name: {
+                "input": float(input_scores[i]),
+                "counterfactuals": cf_scores[i].tolist(),
+                "flags": flags[i],
+                **{key: diagnosis[key][i].tolist() for key in MEASURES},
+            }
+            for i, name in enumerate(names)
+        }
+    else:
+        counterfactuals = explainer.counterfactuals(images, internal_batch_size=256)
     args.out.mkdir(parents=True, exist_ok=True)
     for i, name in enumerate(names):
         for k in range(explainer.n_concepts_):
             save_image(counterfactuals[i, k], args.out / f"{Path(name).stem}_concept{k}.png")
-    phi = explainer.forward_func
-    input_scores, cf_scores, scores = None, None, {}
-    if phi is not None:
-        input_scores = score_images(phi, images)
-        cf_scores = score_images(phi, counterfactuals.flatten(0, 1)).view(len(images), -1)
-        scores = {
-            name: {"input": float(input_scores[i]), "counterfactuals": cf_scores[i].tolist()}
-            for i, name in enumerate(names)
-        }
     shown = slice(0, REPORT_IMAGES)
     counterfactual_grid(
         images[shown],
         counterfactuals[shown],
         None if input_scores is None else input_scores[shown],
         None if cf_scores is None else cf_scores[shown],
+        flags=None if flags is None else flags[shown],
     ).savefig(args.out / "counterfactuals.png", dpi=90)
+    if flags is not None:
+        n_flagged = sum(bool(f) for row in flags for f in row)
+        if n_flagged:
+            print(
+                f"{n_flagged} of {len(names) * explainer.n_concepts_} counterfactuals are "
+                "flagged (scores.json names why): do not read them as explanations"
+            )
     (args.out / "scores.json").write_text(json.dumps(scores, indent=2))
     print(f"counterfactuals of {len(names)} images are in {args.out.resolve()}")
     if args.report is not None:
@@ -204,6 +220,7 @@ def _run_explain(args: argparse.Namespace) -> int:
             counterfactuals=counterfactuals,
             input_scores=input_scores,
             counterfactual_scores=cf_scores,
+            flags=flags,
         )
         print(f"the report is {args.report.resolve()}")
     return 0

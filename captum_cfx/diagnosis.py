@@ -12,7 +12,7 @@ edit (``same_as_other_concept``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict
+from typing import Dict, List
 
 import torch
 import torch.nn.functional as F
@@ -90,6 +90,19 @@ class NormalReference:
         return torch.cdist(query, self.features, p=1).amin(1) / query.shape[1]
 
 
+#: The measures :func:`diagnose` reports per image and concept, besides phi.
+MEASURES = ("l1", "l2", "off_support_mass", "nearest_normal")
+#: The flags :func:`diagnose` raises, in the order they are named.
+FLAGS = ("not_normal", "off_support", "adversarial", "same_as_other_concept")
+
+
+def flag_names(report: Dict[str, Tensor]) -> List[List[List[str]]]:
+    """The names of the flags :func:`diagnose`'s ``report`` raised, per image and concept:
+    ``names[i][k]`` lists those of image i's counterfactual for concept k (empty: none)."""
+    n, k = report["flagged"].shape
+    return [[[f for f in FLAGS if bool(report[f][i, c])] for c in range(k)] for i in range(n)]
+
+
 def diagnose(
     inputs: Tensor,
     counterfactuals: Tensor,
@@ -156,4 +169,4 @@ def diagnose(
     }
 
 
-__all__ = ["NormalReference", "diagnose", "features"]
+__all__ = ["FLAGS", "MEASURES", "NormalReference", "diagnose", "features", "flag_names"]

@@ -48,6 +48,8 @@ table { border-collapse: collapse; font-size: 0.9em; }
 td, th { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: left; }
 td { max-width: 50em; overflow-wrap: anywhere; }
 .note { color: #666; font-size: 0.9em; }
+figure.flagged img { outline: 3px solid #c00; }
+figure.flagged figcaption { color: #c00; }
 """
 
 
@@ -118,6 +120,7 @@ def build_report(
     counterfactuals: Optional[Tensor] = None,
     input_scores: Optional[Tensor] = None,
     counterfactual_scores: Optional[Tensor] = None,
+    flags: Optional[Sequence[Sequence[Sequence[str]]]] = None,
     max_images: int = REPORT_IMAGES,
     traversal_steps: int = 6,
     ig_steps: int = 50,
@@ -136,6 +139,9 @@ def build_report(
             computed; computed when None.
         input_scores: phi (N,) of the images, when already computed.
         counterfactual_scores: phi (N, K) of the counterfactuals, when already computed.
+        flags: per image and concept, the flags its diagnosis raised
+            (:func:`captum_cfx.diagnosis.flag_names`); a flagged counterfactual is framed in
+            red and its caption names them. None: not diagnosed.
         max_images: the most images shown. Default: ``REPORT_IMAGES`` (16)
         traversal_steps: images per traversal strip. Default: 6
         ig_steps: IntegratedGradients' ``n_steps``. Default: 50
@@ -176,7 +182,11 @@ def build_report(
             caption = f"concept {c}"
             if phi is not None:
                 caption += f" phi {float(x_scores[i]):.3f} -> {float(cf_scores[i, c]):.3f}"
-            panels.append(_image(cfs[i, c], caption, "counterfactual"))
+            raised = [] if flags is None else list(flags[i][c])
+            if raised:
+                caption += " FLAGGED: " + ", ".join(raised)
+            kind = "counterfactual flagged" if raised else "counterfactual"
+            panels.append(_image(cfs[i, c], caption, kind))
         for c in range(k):
             signed, bound = difference_map(x[i] - cfs[i, c])
             uri = _png(signed, cmap=DIFFERENCE_CMAP, vmin=-bound, vmax=bound)

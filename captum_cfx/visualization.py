@@ -65,6 +65,7 @@ def counterfactual_grid(
     counterfactual_scores: Optional[Tensor] = None,
     show_differences: bool = True,
     concept_names: Optional[Sequence[str]] = None,
+    flags: Optional[Sequence[Sequence[Sequence[str]]]] = None,
 ) -> Figure:
     """Rows of: input, counterfactual per concept, difference per concept.
 
@@ -76,6 +77,9 @@ def counterfactual_grid(
         show_differences: add the signed sum over channels of input - counterfactual
             (red: the anomaly has more; blue: less).
         concept_names: K column names; "concept k" when None.
+        flags: per image and concept, the names of the flags its diagnosis raised
+            (:func:`captum_cfx.diagnosis.flag_names`); a flagged counterfactual's title
+            names them in red.
 
     Returns:
         The figure.
@@ -94,7 +98,11 @@ def counterfactual_grid(
                 if counterfactual_scores is None
                 else f" phi={float(counterfactual_scores[row, c]):.2f}"
             )
-            _show(axes[row, 1 + c], counterfactuals[row, c], names[c] + score)
+            raised = [] if flags is None else list(flags[row][c])
+            title = names[c] + score + "".join(f"\n{name}" for name in raised)
+            _show(axes[row, 1 + c], counterfactuals[row, c], title)
+            if raised:
+                axes[row, 1 + c].title.set_color("red")
             if show_differences:
                 _show_difference(
                     axes[row, 1 + k + c],

@@ -132,6 +132,12 @@ def test_fit_then_explain_on_your_own_torchscript_detector(tmp_path, capsys):
         input_score = scores[name]["input"]
         for k, cf_score in enumerate(scores[name]["counterfactuals"]):
             assert f"concept {k} phi {input_score:.3f} -> {cf_score:.3f}" in text
+            # The diagnosis: flags named per concept, in scores.json and on the page.
+            raised = scores[name]["flags"][k]
+            assert ("not_normal" in raised) == (cf_score >= 0.5)
+            assert (f"FLAGGED: {', '.join(raised)}" in text) == bool(raised)
+        for key in ("l1", "l2", "off_support_mass", "nearest_normal"):
+            assert len(scores[name][key]) == 2
     assert "validity" in " ".join(sections["fit-report"]["text"])
 
 

@@ -83,3 +83,14 @@ def test_without_the_detector_or_a_fit_report_the_page_says_so(explainer, anomal
 def test_max_images_caps_the_sections(explainer, anomalies):
     sections = parse_page(build_report(explainer, anomalies, max_images=1, ig_steps=4))
     assert sorted(sections) == ["fit-report", "image-0"]
+
+
+def test_flagged_counterfactuals_are_framed_and_named(explainer, anomalies):
+    flags = [[["off_support"], []], [[], []], [[], ["not_normal", "adversarial"]]]
+    page = build_report(explainer, anomalies, flags=flags, traversal_steps=2, ig_steps=4)
+    sections = parse_page(page)
+    assert "concept 0 phi" in " ".join(sections["image-0"]["text"])
+    assert "FLAGGED: off_support" in " ".join(sections["image-0"]["text"])
+    assert "FLAGGED" not in " ".join(sections["image-1"]["text"])
+    assert "FLAGGED: not_normal, adversarial" in " ".join(sections["image-2"]["text"])
+    assert page.count('class="counterfactual flagged"') == 2

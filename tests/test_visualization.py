@@ -44,6 +44,11 @@ def test_counterfactual_grid_has_a_row_per_image_and_a_column_per_panel():
     assert fig.axes[3].get_title() == "x - cf (concept 0)"
     named = counterfactual_grid(inputs, cfs, show_differences=False, concept_names=["a", "b"])
     assert len(named.axes) == 3 * 3 and named.axes[2].get_title() == "b"
+    flags = [[[], ["off_support"]], [[], []], [["not_normal", "adversarial"], []]]
+    flagged = counterfactual_grid(inputs, cfs, show_differences=False, flags=flags)
+    assert flagged.axes[2].get_title() == "concept 1\noff_support"
+    assert flagged.axes[7].get_title() == "concept 0\nnot_normal\nadversarial"
+    assert flagged.axes[2].title.get_color() == "red" != flagged.axes[1].title.get_color()
 
 
 def test_explanation_figure_puts_the_heatmaps_after_the_counterfactuals():
