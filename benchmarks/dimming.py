@@ -2,7 +2,7 @@
 
 Deep SVDD's counterfactuals on Colored-MNIST dim or erase the digits (RESULTS.md, runs 8 and
 18). This measures whether that edit is one the detector itself rewards: for each detector,
-trained as ``paper_tables.py`` trains it, the test images are multiplied by a brightness
+trained as the paper tables' cells train it, the test images are multiplied by a brightness
 factor ``a`` (1: as they are, 0: black) and scored. Reported per factor: the share of the
 flagged test anomalies (phi >= 0.5 as they are) that phi calls normal once dimmed, the share
 of normal test images it flags once dimmed, and phi's median logit on each. Writes
@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Dict
 
 import torch
-from paper_tables import grid_arguments
 from provenance import provenance, write_json
 from robust_views import detector_rows, grid_table
+from table_cells import grid_arguments
 from torch import Tensor, nn
 
 from captum_cfx import as_detector

@@ -3,12 +3,13 @@
 By default uses the BCE-OE detector, the FCDD detector and the explainer that ``captum-cfx
 demo`` trained and saved on Colored-MNIST (run the demo first; ``--demo-dir`` names its
 folder). With ``--explainer DIR --detector NAME --seed S`` it explains instead with an
-explainer that ``paper_tables.py --explainers`` saved, and its cell's detector, trained again
-as ``paper_tables.py`` trains it (its test AuROC is recorded so that it can be matched to the
-cell's). On Colored-MNIST the FCDD heatmaps still come from the demo's FCDD detector, trained
-on the same normal images. With ``--dataset mnist --normal-class C`` the cell is one-vs-rest
-MNIST's (``--patch-outliers`` for the BCE-OE cells, as their command has it), and an FCDD
-detector is trained on the same normal images and outlier exposure as the cell's detector.
+explainer that ``paper_tables_{mnist,colored}.py --explainers`` saved, and its cell's
+detector, trained again as that script trains it (its test AuROC is recorded so that it can be
+matched to the cell's). On Colored-MNIST the FCDD heatmaps still come from the demo's FCDD
+detector, trained on the same normal images. With ``--dataset mnist --normal-class C`` the
+cell is one-vs-rest MNIST's (``--patch-outliers`` for the BCE-OE cells, as their command has
+it), and an FCDD detector is trained on the same normal images and outlier exposure as the
+cell's detector.
 On ``--n`` flagged test anomalies, spread evenly over all the flagged ones, it measures:
 
 - faithfulness at equal change: phi, and phi's logit, after editing each anomaly by a mean
@@ -20,7 +21,7 @@ On ``--n`` flagged test anomalies, spread evenly over all the flagged ones, it m
   areas (the logits still rank methods where the scores all round to 1);
 - a Wachter-style per-image counterfactual (Adam on the pixels towards phi = 0 with an L1
   penalty, as Alibi's ``Counterfactual`` does) with the same metrics and oracles as the
-  counterfactuals: validity, proximity, FIDN (the domain features of ``paper_tables.py``; on
+  counterfactuals: validity, proximity, FIDN (the domain features of the paper tables; on
   ``--n`` images, so comparable within a run) and the oracle table (Colored-MNIST: colour only,
   digit only, ...; MNIST: the digit oracle's shares read as the normal digit, as the input's
   digit, and with ink added away from the input's);
@@ -48,8 +49,10 @@ from typing import Callable, Dict, List
 import numpy as np
 import torch
 from captum.attr import GradientShap, IntegratedGradients, Occlusion, Saliency
-from paper_tables import colored_features, grid_arguments, mnist_detector, mnist_features
+from paper_tables_colored import colored_features
+from paper_tables_mnist import mnist_detector, mnist_features
 from provenance import provenance, write_json
+from table_cells import grid_arguments
 from torch import Tensor, nn
 
 from captum_cfx import CounterfactualAnomalyExplainer
@@ -156,7 +159,7 @@ def colored_cell(args) -> Cell:
 
 def mnist_cell(args) -> Cell:
     """One-vs-rest MNIST with normal digit ``args.normal_class``: the cell's detector and an
-    FCDD detector, both trained as ``paper_tables.py`` trains the cell's (its grid options at
+    FCDD detector, both trained as ``paper_tables_mnist.py`` trains the cell's (its grid options at
     their defaults, with ``--seed`` and ``--patch-outliers``), and the cell's explainer."""
     normal_digit = args.normal_class
     train, test = load_mnist(True), load_mnist(False)
@@ -300,7 +303,9 @@ def main() -> None:
         help="flagged test anomalies to explain, spread over all flagged ones",
     )
     parser.add_argument(
-        "--explainer", type=Path, help="a folder saved by paper_tables.py --explainers"
+        "--explainer",
+        type=Path,
+        help="a folder saved by paper_tables_{mnist,colored}.py --explainers",
     )
     parser.add_argument(
         "--detector", choices=DETECTORS, help="with --explainer: the cell's detector"

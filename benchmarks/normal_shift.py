@@ -1,7 +1,7 @@
 """Where MNIST explainers' normality AuROC moves between training and test data.
 
-For explainers that ``paper_tables.py --explainers DIR`` saved, re-train each cell's detector
-as ``paper_tables.py`` does (same seed, epochs and ``--reference-share``) and measure the
+For explainers that ``paper_tables_mnist.py --explainers DIR`` saved, re-train each cell's
+detector as that script does (same seed, epochs and ``--reference-share``) and measure the
 detector's own shift (its test normal images ranked against the normal images it was trained
 on: above 50% when it scores its training images lower), the share of its test normal images
 it judges normal, and the counterfactuals' normality AuROC on the training split and on the
@@ -16,15 +16,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from paper_tables import (
-    RESULTS,
-    cell_stem,
-    grid_arguments,
-    held_out_normals,
-    mnist_detector,
-    training_diagnostics,
-)
+from paper_tables_mnist import held_out_normals, mnist_detector
 from provenance import provenance, write_json
+from table_cells import RESULTS, cell_stem, grid_arguments, training_diagnostics
 
 from captum_cfx import CounterfactualAnomalyExplainer
 from captum_cfx.data import load_mnist, one_vs_rest, random_strokes
@@ -35,7 +29,9 @@ from captum_cfx.metrics import auroc, normality_auroc, validity
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     grid_arguments(parser, classes=[0])
-    parser.add_argument("--explainers", type=Path, required=True, help="paper_tables' folder")
+    parser.add_argument(
+        "--explainers", type=Path, required=True, help="paper_tables_mnist's folder"
+    )
     parser.add_argument("--reference-share", type=float, default=0.0)
     parser.add_argument("--out", type=Path, default=RESULTS / "normal_shift.json")
     args = parser.parse_args()

@@ -2,7 +2,7 @@
 
 A counterfactual can lower phi by adding a mark the detector accepts (a faint square in a
 corner, a bar under the digit, a frame) instead of redrawing the anomaly as a normal digit.
-For each explainer saved by ``paper_tables.py --explainers`` (one-vs-rest MNIST), this takes the
+For each explainer saved by ``paper_tables_mnist.py --explainers`` (one-vs-rest MNIST), this takes
 counterfactuals of all the cell's test anomalies and counts those with
 ``captum_cfx.metrics.off_support_ink``: ink off the normal training images' support (their
 per-pixel 99% quantile) and away from the input's own ink, a mark or a haze alike. Beside them,
@@ -14,7 +14,7 @@ picture of the six anomalies whose counterfactuals have the most ink off the sup
 
     python benchmarks/off_support.py EXPLAINER_DIR [EXPLAINER_DIR ...] [--seed 0] [--out FILE]
 
-Each folder's name is ``paper_tables.cell_stem``'s, ``mnist_<detector>_digit<C>_seed<S>``.
+Each folder's name is ``table_cells.cell_stem``'s, ``mnist_<detector>_digit<C>_seed<S>``.
 """
 
 from __future__ import annotations
@@ -82,7 +82,9 @@ def cell_off_support(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("explainers", type=Path, nargs="+", help="folders saved by paper_tables")
+    parser.add_argument(
+        "explainers", type=Path, nargs="+", help="folders saved by paper_tables_mnist"
+    )
     parser.add_argument("--seed", type=int, default=0, help="draws the ideal edits' digits")
     parser.add_argument("--out", type=Path, default=RESULTS / "off_support.json")
     args = parser.parse_args()

@@ -2,7 +2,7 @@
 
 A counterfactual that makes exactly the edit the data's rule asks for can still be flagged, so
 the detector bounds the counterfactuals' validity. For each detector, trained as
-``paper_tables.py`` trains it, this makes the ideal edits on the flagged test anomalies (phi >=
+the paper tables' cells train it, this makes the ideal edits on the flagged test anomalies (phi >=
 0.5) and scores them. On Colored-MNIST an anomaly (a digit other than 1 in a colour other than
 c0) becomes normal by either of two edits: "colour only" takes the anomaly's ink (its brightest
 channel) in c0, "digit only" takes the ink of a test 1 drawn at random in the anomaly's colour.
@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Dict
 
 import torch
-from paper_tables import grid_arguments
 from provenance import provenance, write_json
 from robust_views import detector_rows, grid_table
+from table_cells import grid_arguments
 from torch import Tensor, nn
 
 from captum_cfx import as_detector

@@ -4,7 +4,7 @@ L_phi scores a counterfactual under a random shift of up to 2 pixels, a 3x3 blur
 the images and Gaussian noise (``captum_cfx.generative.augment.robust_view``), so that an
 invisible edit cannot pass for an explanation. A detector that flags most normal images
 under those changes rewards almost no edit. For each detector, trained as
-``paper_tables.py`` trains it, this measures on the normal test images the share that phi
+the paper tables' cells train it, this measures on the normal test images the share that phi
 flags (phi >= 0.5) and phi's median logit: as they are, under the full view, and under each
 of its parts alone. Writes ``benchmarks/results/robust_views.json``.
 
@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Callable, Dict, List
 
 import torch
-from paper_tables import colored_detector, grid_arguments, mnist_detector
+from paper_tables_colored import colored_detector
+from paper_tables_mnist import mnist_detector
 from provenance import provenance, write_json
+from table_cells import grid_arguments
 from torch import Tensor, nn
 
 from captum_cfx import GeneratorConfig, as_detector
@@ -62,7 +64,7 @@ def measure(detector: nn.Module, normal: Tensor, seed: int) -> Dict[str, Dict[st
 
 def detector_rows(args, measured_by: Callable[[nn.Module, LabeledImages], Dict]) -> List[Dict]:
     """One row per data set, normal class and detector of the grid ``args``: each detector
-    trained as ``paper_tables.py`` trains it, then ``measured_by(detector, test split)``."""
+    trained as the paper tables' cells train it, then ``measured_by(detector, test split)``."""
     rows = []
     if "mnist" in args.datasets:
         train, test = load_mnist(True), load_mnist(False)
