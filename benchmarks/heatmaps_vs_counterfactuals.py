@@ -27,8 +27,8 @@ On ``--n`` flagged test anomalies, spread evenly over all the flagged ones, it m
   digit, and with ink added away from the input's);
 - milliseconds per explained image for every method, in one process.
 
-Writes ``benchmarks/results/heatmaps.json`` and ``heatmaps.png`` (``--out`` names the JSON;
-the figure takes its name with ``.png``).
+Writes ``benchmarks/results/heatmaps/colored_mnist_demo_bce.json`` and ``.png`` (``--out``
+names the JSON; the figure takes its name with ``.png``).
 
     python benchmarks/heatmaps_vs_counterfactuals.py [--demo-dir captum_cfx_demo] [--n 64]
         [--explainer DIR --detector {bce,hsc,dsvdd} [--seed 0]]
@@ -324,7 +324,9 @@ def main() -> None:
         help="with --dataset mnist: the cell's detector had pasted patches in its outlier "
         "exposure (the table's BCE-OE cells)",
     )
-    parser.add_argument("--out", type=Path, default=RESULTS / "heatmaps.json")
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS / "heatmaps" / "colored_mnist_demo_bce.json"
+    )
     parser.add_argument("--table", action="store_true", help="print the tables of --out and stop")
     parser.add_argument(
         "--summary", type=Path, nargs="+", help="print one summary row per JSON given and stop"
