@@ -22,12 +22,22 @@ from captum_cfx._validation import check_images
 from captum_cfx._version import __version__
 from captum_cfx.detectors.adapter import (
     AnomalyDetector,
+    CalibrationNotice,
     as_detector,
     iterate_images,
     score_images,
 )
+from captum_cfx.detectors.surrogate import (
+    FIRST_STEPS,
+    SURROGATE_BASE,
+    SurrogateDistiller,
+    SurrogateNet,
+    fidelity,
+    variants,
+)
 from captum_cfx.diagnosis import NormalReference, diagnose
 from captum_cfx.fit_report import (
+    corruptions,
     failures,
     judge,
     probe_anomalies,
@@ -37,7 +47,7 @@ from captum_cfx.fit_report import (
 )
 from captum_cfx.generative.augment import robust_view
 from captum_cfx.generative.config import GeneratorConfig, build_networks
-from captum_cfx.generative.trainer import CounterfactualTrainer
+from captum_cfx.generative.trainer import CounterfactualTrainer, random_subset
 
 FORMAT = "captum_cfx.CounterfactualAnomalyExplainer"
 FORMAT_VERSION = 1
@@ -184,6 +194,15 @@ class CounterfactualAnomalyExplainer(Attribution):
         (:func:`captum_cfx.fit_report.judge`). A :class:`FitWarning` names every failure
         (counterfactuals that are not normal, concepts that make one edit, nothing to judge
         by) and its likely cause.
+
+        A detector whose score carries no gradient (numpy scores, a detached or clamped
+        tensor) is explained through a differentiable surrogate that ``fit`` distils from it
+        (:mod:`captum_cfx.detectors.surrogate`), with a :class:`~captum_cfx.detectors.
+        CalibrationNotice`; G trains through the surrogate, every judgement uses the
+        detector itself, and ``surrogate_report_`` (also ``fit_report_["surrogate"]``) holds
+        the surrogate's rank correlation with it on held-out images and on the final
+        counterfactuals. ``surrogate_`` is the surrogate as phi (None for a differentiable
+        detector), for gradient heatmaps of a black box.
         """
         if not isinstance(self.n_concepts, int) or self.n_concepts < 1:
             raise ValueError(f"n_concepts must be a positive int, got {self.n_concepts!r}.")
@@ -218,14 +237,24 @@ class CounterfactualAnomalyExplainer(Attribution):
         reference_images = NormalReference.from_images(normal, held_out, seed)
         outliers = None if outliers is None else outliers.to(device)
         reference = None if reference is None else reference.to(device)
-        self._check_detector(phi, normal[: config.batch_size])
+        distiller = None
+        if not self._has_gradient(phi, normal[: config.batch_size]):
+            distiller = self._distil(phi, normal, outliers, seed, device)
         probe, judged_on = probe_anomalies(phi, held_out, outliers, seed)
         if outliers is None:  # G learns to undo anomalies only from anomalous inputs
             outliers = self_made_outliers(phi, normal, seed + 1)
             outliers = outliers if len(outliers) else None
         held_out_scores = score_images(phi, held_out) if len(held_out) else held_out.new_empty(0)
         trainer = CounterfactualTrainer(
-            phi, normal, outliers, self.n_concepts, config, device, seed, reference
+            phi if distiller is None else distiller.detector,
+            normal,
+            outliers,
+            self.n_concepts,
+            config,
+            device,
+            seed,
+            reference,
+            distiller,
         )
 
         def counterfactuals(x: Tensor) -> Tensor:
@@ -256,6 +285,12 @@ class CounterfactualAnomalyExplainer(Attribution):
             quality_by_step=[list(pair) for pair in trainer.scores],
             view_false_alarms=view_false_alarms,
         )
+        self.surrogate_ = None if distiller is None else distiller.detector
+        self.surrogate_report_ = None
+        if distiller is not None:
+            flat = counterfactuals(probe).flatten(0, 1) if len(probe) else probe
+            self.surrogate_report_ = fidelity(phi, distiller.detector, held_out, probe, flat)
+            report["surrogate"] = self.surrogate_report_
         self.fit_report_ = report
         problems = failures(report)
         if problems:
@@ -280,22 +315,56 @@ class CounterfactualAnomalyExplainer(Attribution):
         return chosen
 
     @staticmethod
-    def _check_detector(phi: AnomalyDetector, x: Tensor) -> None:
-        """Refuse a detector no generator can be trained through, before training starts."""
+    def _has_gradient(phi: AnomalyDetector, x: Tensor) -> bool:
+        """Whether a generator can be trained through phi itself: its logit carries a
+        nonzero gradient to normal images ``x``. Refuses a non-finite gradient."""
         probe = x.clone().requires_grad_(True)
         logit = phi.logit(probe)
         if not phi.differentiable or not logit.requires_grad:
-            raise ValueError(
-                "the detector's score carries no gradient to the input, so no generator can be "
-                "trained through it; wrap a differentiable torch surrogate of it instead."
-            )
+            return False
         (gradient,) = torch.autograd.grad(logit.sum(), probe)
-        if not torch.isfinite(gradient).all() or gradient.abs().sum() == 0:
+        if not torch.isfinite(gradient).all():
             raise ValueError(
-                "the detector's score does not change with the input (a zero or non-finite "
-                "gradient on normal images): is it constant, or saturated? Check its output on "
-                "normal_loader's images."
+                "the detector's gradient on normal images is NaN or Inf; check its output on "
+                "normal_loader's images (a division by a zero norm, a log of 0)."
             )
+        return bool(gradient.abs().sum() > 0)
+
+    @staticmethod
+    def _distil(
+        phi: AnomalyDetector,
+        normal: Tensor,
+        outliers: Optional[Tensor],
+        seed: int,
+        device: torch.device,
+    ) -> SurrogateDistiller:
+        """A surrogate of the black box phi, distilled on normal images (M, C, H, W), noisy
+        and blended variants of them, corruptions of them and the outliers, if any."""
+        rng = torch.Generator().manual_seed(seed + 3)
+        base = random_subset(normal, SURROGATE_BASE, rng)
+        images = [base, variants(base, rng), corruptions(base, seed + 3)]
+        if outliers is not None:
+            images.append(random_subset(outliers, SURROGATE_BASE, rng))
+        distiller = SurrogateDistiller(phi, normal.shape[1], device, seed)
+        targets = distiller.add(torch.cat(images), pool="base")
+        if float(targets.max() - targets.min()) < 1e-4:
+            raise ValueError(
+                "the detector's score does not change with the input: it gives every normal "
+                "image and every variant of them the same score. Is it constant, or saturated? "
+                "Check its output on normal_loader's images."
+            )
+        distiller.train(FIRST_STEPS)
+        warnings.warn(
+            "the detector's score carries no gradient to the input (numpy values, a detached "
+            "tensor, or a score flat on normal images), so fit distilled a differentiable "
+            "surrogate of it (a small CNN on its calibrated logits, refreshed on the "
+            "generator's counterfactuals at every scoring). The generator trains through the "
+            "surrogate; every judgement uses your detector, and surrogate_report_ says how "
+            "faithful the surrogate is.",
+            CalibrationNotice,
+            stacklevel=3,
+        )
+        return distiller
 
     # -- explaining -----------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -589,6 +658,11 @@ class CounterfactualAnomalyExplainer(Attribution):
             "concept_classifier": self.concept_classifier_.state_dict(),
             "detector_calibration": phi.state_dict() if phi is not None else {},
             "normal_reference": self.normal_reference_.state_dict(),
+            **(
+                {}
+                if getattr(self, "surrogate_", None) is None
+                else {"surrogate": self.surrogate_.model.state_dict()}  # type: ignore[union-attr]
+            ),
         }
         config = {
             "format": FORMAT,
@@ -685,12 +759,18 @@ class CounterfactualAnomalyExplainer(Attribution):
             explainer.normal_reference_ = NormalReference.from_state_dict(
                 weights["normal_reference"]
             )
+        explainer.surrogate_ = None
+        if weights.get("surrogate"):
+            net = SurrogateNet(channels)
+            net.load_state_dict(weights["surrogate"])
+            explainer.surrogate_ = as_detector(net.eval(), calibration="sigmoid")
         explainer.generator_ = generator.eval()
         explainer.concept_classifier_ = concept_classifier.eval()
         history_path = folder / HISTORY_FILE
         explainer.history_ = json.loads(history_path.read_text()) if history_path.is_file() else {}
         report_path = folder / REPORT_FILE
         explainer.fit_report_ = json.loads(report_path.read_text()) if report_path.is_file() else {}
+        explainer.surrogate_report_ = explainer.fit_report_.get("surrogate")
         explainer.n_concepts_ = explainer.n_concepts
         explainer.input_shape_ = tuple(int(v) for v in config["input_shape"])
         return explainer

@@ -166,7 +166,11 @@ def build_report(
             else counterfactual_scores[:n]
         )
         alphas = explainer.traversal_alphas(x, steps=traversal_steps)
-        heat = IntegratedGradients(phi).attribute(x, n_steps=ig_steps, internal_batch_size=256)
+        # A black box has no gradient: its heatmap is the surrogate's fit distilled.
+        differentiable = getattr(explainer, "surrogate_", None) or phi
+        heat = IntegratedGradients(differentiable).attribute(
+            x, n_steps=ig_steps, internal_batch_size=256
+        )
     else:
         alphas = torch.linspace(1.0, 0.0, traversal_steps)[None, :].expand(n, -1)
     strips = [explainer.traverse(x, concept=c, alphas=alphas) for c in range(k)]
@@ -193,7 +197,10 @@ def build_report(
             panels.append(_figure(uri, f"x - cf (concept {c})", "difference"))
         if heat is not None:
             uri = _png(heatmap_map(heat[i]), cmap=HEATMAP_CMAP)
-            panels.append(_figure(uri, "IntegratedGradients", "heatmap"))
+            caption = "IntegratedGradients"
+            if getattr(explainer, "surrogate_", None) is not None:
+                caption += " (of the surrogate)"
+            panels.append(_figure(uri, caption, "heatmap"))
         rows = []
         for c, (strip, scores) in enumerate(zip(strips, strip_scores)):
             cells = [

@@ -162,8 +162,9 @@ class AnomalyDetector(nn.Module):
             if self.differentiable:
                 warnings.warn(
                     "the detector returned numpy values, so phi has no gradient with respect "
-                    "to the input and a generator cannot be trained through it. Wrap a "
-                    "differentiable surrogate (a torch model distilled on its scores) instead.",
+                    "to the input and a generator cannot be trained through it; "
+                    "CounterfactualAnomalyExplainer.fit distils a differentiable surrogate of "
+                    "it (captum_cfx.detectors.surrogate).",
                     NotDifferentiableWarning,
                     stacklevel=3,
                 )

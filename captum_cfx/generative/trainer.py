@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from captum_cfx._io import atomic_save
 from captum_cfx.detectors.adapter import AnomalyDetector, phi_from_logit, score_images
+from captum_cfx.detectors.surrogate import REFRESH_STEPS, SurrogateDistiller
 from captum_cfx.generative import losses
 from captum_cfx.generative.augment import diff_augment, robust_view
 from captum_cfx.generative.config import GeneratorConfig, build_networks
@@ -37,6 +38,9 @@ CHECKPOINT_NAME = "checkpoint.pt"
 FLOOR_SAMPLE = 1024
 #: ``floor_feedback`` moves the floor between these quantiles of the normal images' logits.
 FLOOR_RANGE = (0.05, 0.95)
+#: With a black-box detector, the images whose counterfactuals the surrogate learns at every
+#: scoring.
+ACTIVE_SAMPLE = 256
 
 
 def random_subset(images: Tensor, size: int, rng: torch.Generator) -> Tensor:
@@ -64,6 +68,9 @@ class CounterfactualTrainer:
             Default: None (``normal``'s). A detector that fits its training images scores
             them lower than new normal images, and targets taken from them ask for
             counterfactuals more normal than the normal data they are judged against.
+        surrogate: for a black-box detector, the distiller whose surrogate ``detector`` is;
+            at every scoring it learns G's counterfactuals (:meth:`refresh_surrogate`), and
+            its state travels with the checkpoints.
     """
 
     def __init__(
@@ -76,6 +83,7 @@ class CounterfactualTrainer:
         device: torch.device,
         seed: int,
         reference: Optional[Tensor] = None,
+        surrogate: Optional[SurrogateDistiller] = None,
     ) -> None:
         self.detector = detector
         self.normal = normal
@@ -106,24 +114,48 @@ class CounterfactualTrainer:
         # "Normal" means scored like normal data, not below all of it: targets of x_bar are
         # floored at phi's median on normal images, so G is not rewarded for pushing phi
         # further down (a push that only adversarial edits can deliver).
-        reference = random_subset(
+        self.reference = random_subset(
             normal if reference is None else reference,
             FLOOR_SAMPLE,
             torch.Generator().manual_seed(seed),
         )
-        # The floor and the quantile targets are phi's logits on normal images (from the
-        # logits, since a floor score can round to 0).
-        self.normal_scores = score_images(detector.logit, reference).float()  # (M,)
-        self.normal_median = float(self.normal_scores.median())
-        levels = torch.tensor(FLOOR_RANGE, device=self.normal_scores.device)
-        low, high = self.normal_scores.quantile(levels).tolist()
-        self.floor_bounds = (low, high)
+        self.surrogate = surrogate
+        self._score_reference()
         self.floor = self.normal_median
         self.step = 0
         self.history: Dict[str, List[Optional[float]]] = defaultdict(list)
         self.running_normal = 0.0  # running share of alpha = 0 samples that phi finds normal
         self.best: Optional[Dict[str, Any]] = None
         self.scores: List[Tuple[int, float]] = []  # (step, score) at every scoring in run()
+
+    def _score_reference(self) -> None:
+        """phi's logits on the reference normal images: the floor's median and range and
+        the quantile targets (logits, since a floor score can round to 0)."""
+        self.normal_scores = score_images(self.detector.logit, self.reference).float()  # (M,)
+        self.normal_median = float(self.normal_scores.median())
+        levels = torch.tensor(FLOOR_RANGE, device=self.normal_scores.device)
+        low, high = self.normal_scores.quantile(levels).tolist()
+        self.floor_bounds = (low, high)
+
+    def refresh_surrogate(self) -> None:
+        """The active loop of a black-box detector: label G's current alpha = 0
+        counterfactuals of up to ``ACTIVE_SAMPLE`` training images (outliers when there are
+        any) with the black box, distil the surrogate on them, and re-read the normal
+        images' logits through it (the floor keeps its offset from their median)."""
+        if self.surrogate is None:
+            return
+        pool = self.normal if self.outliers is None else self.outliers
+        x = pool[torch.randint(len(pool), (min(ACTIVE_SAMPLE, len(pool)),), generator=self.rng)]
+        concept = torch.randint(self.n_concepts, (len(x),), generator=self.rng).to(self.device)
+        self.generator.eval()
+        with torch.no_grad():
+            counterfactuals = self.generator(x, torch.zeros(len(x), device=self.device), concept)
+        self.surrogate.add(counterfactuals)
+        self.surrogate.train(REFRESH_STEPS)
+        offset = self.floor - self.normal_median
+        self._score_reference()
+        low, high = self.floor_bounds
+        self.floor = min(max(self.normal_median + offset, low), high)
 
     # -- one step -------------------------------------------------------------------------
     def sample_batch(self) -> Tensor:
@@ -349,6 +381,7 @@ class CounterfactualTrainer:
             "floor": self.floor,
             "best": self.best,
             "scores": list(self.scores),
+            **({} if self.surrogate is None else {"surrogate": self.surrogate.state_dict()}),
             **(
                 {}
                 if self.generator_average is None
@@ -370,6 +403,9 @@ class CounterfactualTrainer:
         self.floor = float(state["floor"])
         self.best = state.get("best")
         self.scores = [(int(step), float(score)) for step, score in state.get("scores", [])]
+        if self.surrogate is not None:
+            self.surrogate.load_state_dict(state["surrogate"])
+            self._score_reference()
         # A checkpoint from before ema_decay starts the average at the resumed G.
         if self.generator_average is not None and "generator_average" in state:
             self.generator_average.load_state_dict(state["generator_average"])
@@ -438,6 +474,7 @@ class CounterfactualTrainer:
                         normal_at_0=f"{self.running_normal:.2f}",
                     )
                 if self.step % checkpoint_every == 0 or self.step == steps:
+                    self.refresh_surrogate()
                     self._eval_mode()
                     score = self.running_normal if evaluate is None else evaluate()
                     self.scores.append((self.step, float(score)))
