@@ -16,6 +16,7 @@ from captum_cfx.detectors.reference import (
     ReferenceDetector,
 )
 from captum_cfx.detectors.training import train_detector
+from captum_cfx.detectors.vectors import VectorDetector
 
 __all__ = [
     "DETECTORS",
@@ -27,6 +28,7 @@ __all__ = [
     "HSCDetector",
     "NotDifferentiableWarning",
     "ReferenceDetector",
+    "VectorDetector",
     "as_detector",
     "score_images",
     "train_detector",

@@ -27,10 +27,13 @@ from typing_extensions import Literal
 
 from captum_cfx._validation import check_images
 
-Calibration = Literal["auto", "identity", "sigmoid", "exp", "gaussian"]
-CALIBRATIONS = ("identity", "sigmoid", "exp", "gaussian")
+Calibration = Literal["auto", "identity", "sigmoid", "exp", "gaussian", "quantile"]
+CALIBRATIONS = ("identity", "sigmoid", "exp", "gaussian", "quantile")
 #: Field names searched, in order, when a detector returns a dict or an object.
 SCORE_FIELDS = ("pred_score", "anomaly_score", "score", "scores")
+#: ``quantile`` calibration: phi = 0.5 at the normal scores' 95% quantile and 0.05 at their
+#: median.
+QUANTILE_LEVELS = (0.5, 0.95)
 #: ``exp`` calibration: this quantile of the normal scores is mapped to phi = 0.5, so that
 #: "phi < 0.5" reads "as normal as 95% of the normal data".
 EXP_NORMAL_QUANTILE = 0.95
@@ -110,7 +113,8 @@ class AnomalyDetector(nn.Module):
 
     Args:
         model: the user's detector, an ``nn.Module`` or any callable on image tensors.
-        calibration: one of ``"identity"``, ``"sigmoid"``, ``"exp"``, ``"gaussian"``.
+        calibration: one of ``"identity"``, ``"sigmoid"``, ``"exp"``, ``"gaussian"``,
+            ``"quantile"`` (see :func:`as_detector`).
         higher_is_anomalous: False when the model scores normality (higher = more normal).
         score_key: the field holding the score when the model returns a dict or object.
         pair_mode: for (N, 2) outputs, ``"prob"`` (rows are probabilities, the anomalous
@@ -223,8 +227,10 @@ class AnomalyDetector(nn.Module):
             return s
         if self.calibration == "exp":
             return exp_score_logit(s.clamp_min(0.0) / self.tau)
-        z = (s - self.mu) / self.sigma  # gaussian: phi = Phi(z)
-        return torch.special.log_ndtr(z) - torch.special.log_ndtr(-z)
+        z = (s - self.mu) / self.sigma
+        if self.calibration == "quantile":  # phi = sigmoid(z)
+            return z
+        return torch.special.log_ndtr(z) - torch.special.log_ndtr(-z)  # gaussian: phi = Phi(z)
 
     def _phi_of(self, s: Tensor) -> Tensor:
         if self.calibration == "identity":
@@ -268,6 +274,15 @@ class AnomalyDetector(nn.Module):
                 )
             self.mu.fill_(float(scores.mean()))
             self.sigma.fill_(float(sigma))
+        elif self.calibration == "quantile":
+            median, high = torch.quantile(scores, torch.tensor(QUANTILE_LEVELS).to(scores))
+            if not high > median:
+                raise ValueError(
+                    "the detector gives most normal images the same score, so 'quantile' cannot "
+                    "set its scale; check that the detector was trained and is not constant."
+                )
+            self.mu.fill_(float(high))
+            self.sigma.fill_(float(high - median) / math.log(19.0))
         return self
 
     def extra_repr(self) -> str:
@@ -344,13 +359,17 @@ def as_detector(
             ``pred_score``), or a numpy array (then phi is not differentiable). An
             :class:`AnomalyDetector` is returned as it is.
         normal_data: normal images, a tensor (N, C, H, W) or a loader yielding tensors or
-            (tensor, label) pairs, in [0, 1]. Needed by ``"exp"``, ``"gaussian"`` and
-            ``"auto"`` (except for captum_cfx's reference detectors, already in [0, 1]).
+            (tensor, label) pairs, in [0, 1]. Needed by ``"exp"``, ``"gaussian"``,
+            ``"quantile"`` and ``"auto"`` (except for captum_cfx's reference detectors,
+            already in [0, 1]).
         calibration: ``"identity"`` (already in [0, 1]), ``"sigmoid"`` (logits), ``"exp"``
             (nonnegative distances: ``1 - exp(-s / tau)``, tau putting the 95% quantile of the
             normal scores at 0.5), ``"gaussian"`` (``Phi((s - mu) / sigma)`` from the normal
-            scores) or ``"auto"``, which picks from the range of the normal scores and says
-            which it picked with a :class:`CalibrationNotice`.
+            scores), ``"quantile"`` (scores of any sign and scale, such as scikit-learn's or
+            PyOD's: ``sigmoid((s - q95) / scale)``, the normal scores' 95% quantile at 0.5 and
+            their median at 0.05) or ``"auto"``, which takes the one a model names in a
+            ``preferred_calibration`` attribute, else picks from the range of the normal
+            scores, and says which it picked with a :class:`CalibrationNotice`.
         higher_is_anomalous: False when the model's score grows with normality.
         score_key: the field to read when the model returns a dict or an object.
 
@@ -370,7 +389,12 @@ def as_detector(
         )
     if calibration == "auto" and getattr(model, "outputs_phi", False):
         return AnomalyDetector(model, "identity", higher_is_anomalous, score_key)
-    if calibration in ("auto", "exp", "gaussian") and normal_data is None:
+    preferred = getattr(model, "preferred_calibration", None) if calibration == "auto" else None
+    if preferred is not None and preferred not in CALIBRATIONS:
+        raise ValueError(
+            f"the model's preferred_calibration {preferred!r} is not one of {CALIBRATIONS}."
+        )
+    if calibration in ("auto", "exp", "gaussian", "quantile") and normal_data is None:
         raise ValueError(
             f"calibration={calibration!r} needs normal_data (a tensor or loader of normal "
             "images) to set its statistics; pass it, or name 'identity' or 'sigmoid'."
@@ -388,7 +412,11 @@ def as_detector(
         )
     chosen = str(calibration)
     if calibration == "auto":
-        chosen, reason = _pick_calibration(outputs, higher_is_anomalous)
+        chosen, reason = (
+            (preferred, "the model names it (preferred_calibration)")
+            if preferred is not None
+            else _pick_calibration(outputs, higher_is_anomalous)
+        )
         warnings.warn(
             f"as_detector picked calibration={chosen!r}: {reason}.", CalibrationNotice, stacklevel=2
         )
