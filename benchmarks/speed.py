@@ -1,4 +1,5 @@
-"""Seconds per training step of the explainer at 32x32 RGB on one CPU thread.
+"""Seconds per training step of the explainer on RGB images (32x32 by default) on one CPU
+thread, and the process's peak resident memory (run one size per process to read it per size).
 
 The step is ``CounterfactualTrainer.train_step`` with ``GeneratorConfig()`` (or ``--config``)
 against a plain CNN detector with raw logits, on random images (the time of a step does not
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import time
 from pathlib import Path
 
@@ -75,6 +77,7 @@ def main() -> None:
         "steps_per_second": 1 / best,
         "size": args.size,
         "threads": 1,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "config": args.config,
         "library": str(Path(__import__("captum_cfx").__file__).parent),
         **provenance(),

@@ -47,6 +47,7 @@ from captum_cfx.fit_report import (
 )
 from captum_cfx.generative.augment import robust_view
 from captum_cfx.generative.config import GeneratorConfig, build_networks
+from captum_cfx.generative.networks import extra_levels
 from captum_cfx.generative.trainer import CounterfactualTrainer, random_subset
 
 FORMAT = "captum_cfx.CounterfactualAnomalyExplainer"
@@ -229,8 +230,7 @@ class CounterfactualAnomalyExplainer(Attribution):
                     f"{name}'s images are {tuple(images.shape[1:])}, normal_loader's "
                     f"{tuple(normal.shape[1:])}; they must match."
                 )
-        if min(normal.shape[-2:]) < 8:
-            raise ValueError(f"images must be at least 8x8 pixels, got {tuple(normal.shape[-2:])}.")
+        extra_levels((normal.shape[-2], normal.shape[-1]))  # refuses sizes the nets do not take
         phi = as_detector(detector, normal_data=normal, calibration=calibration)  # type: ignore[arg-type]
         device = self._device_for(phi, device)
         normal, held_out = (t.to(device) for t in split_holdout(normal, seed))
@@ -733,8 +733,9 @@ class CounterfactualAnomalyExplainer(Attribution):
         gen_config = GeneratorConfig.from_dict(config["generator_config"])
         channels = int(config["input_shape"][0])
         explainer = cls(n_concepts=int(config["n_concepts"]), config=gen_config)
+        size = (int(config["input_shape"][1]), int(config["input_shape"][2]))
         generator, _, concept_classifier = build_networks(
-            channels, explainer.n_concepts, gen_config
+            channels, explainer.n_concepts, gen_config, size
         )
         try:
             generator.load_state_dict(weights["generator"])

@@ -10,7 +10,12 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from captum_cfx import CounterfactualAnomalyExplainer, GeneratorConfig
-from captum_cfx.generative.networks import Discriminator, Generator
+from captum_cfx.generative.config import build_networks
+from captum_cfx.generative.networks import Discriminator, Generator, extra_levels
+
+TINY_NETS = GeneratorConfig(
+    widths=(4, 8, 8), cond_dim=8, disc_width=4, concept_width=4, batch_size=4
+)
 
 
 def _perturbed_generator(mask_bias: float) -> Generator:
@@ -77,3 +82,45 @@ def test_the_discriminator_judges_each_image_with_its_score():
     as_normal, as_anomalous = discriminator(x, torch.zeros(4)), discriminator(x, torch.ones(4))
     assert as_normal.shape == (4, 64)
     assert (as_normal - as_anomalous).abs().min() > 0  # every patch's verdict uses the score
+
+
+@pytest.mark.parametrize(
+    "size, levels",
+    [((16, 16), 0), ((28, 28), 0), ((64, 64), 0), ((65, 80), 1), ((128, 96), 1), ((256, 256), 2)],
+)
+def test_the_networks_grow_a_level_per_doubling_above_64_pixels(size, levels):
+    assert extra_levels(size) == levels
+    generator, discriminator, classifier = build_networks(3, 2, TINY_NETS, size)
+    assert len(generator.deeper) == len(generator.shallower) == levels
+    x = torch.rand(2, 3, *size)
+    out = generator(x, torch.zeros(2), torch.tensor([0, 1]))
+    assert out.shape == x.shape
+    assert discriminator(x, torch.rand(2)).shape[0] == 2
+    assert classifier(x, out).shape == (2, 2)
+    if levels == 0:  # explainers saved before the deeper levels existed load as they were
+        assert not any(k.startswith(("deeper", "shallower")) for k in generator.state_dict())
+
+
+@pytest.mark.parametrize("size", [(4, 16), (300, 300), (128, 512)])
+def test_sizes_outside_8_to_256_pixels_are_refused_with_the_supported_range(size):
+    with pytest.raises(ValueError, match="8 to 256 pixels a side"):
+        extra_levels(size)
+
+
+def test_a_tiny_explainer_fits_and_explains_128_pixel_rgb_images(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    normal = 0.1 * torch.rand(24, 3, 128, 128, generator=g)
+    anomalous = normal[:4].clone()
+    anomalous[:, 0, 40:80, 40:80] = 0.9
+
+    def red_square(x):
+        return torch.sigmoid(20 * (nn.functional.avg_pool2d(x[:, :1], 16).amax((1, 2, 3)) - 0.4))
+
+    explainer = CounterfactualAnomalyExplainer(config=TINY_NETS).fit(
+        red_square, [normal], outlier_loader=[anomalous], steps=2, progress=False
+    )
+    assert explainer.counterfactuals(anomalous).shape == (4, 2, 3, 128, 128)
+    loaded = CounterfactualAnomalyExplainer.load(explainer.save(tmp_path / "e"))
+    torch.testing.assert_close(
+        loaded.counterfactual(anomalous), explainer.counterfactual(anomalous, concept=0)
+    )

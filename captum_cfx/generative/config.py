@@ -7,7 +7,13 @@ from typing import Any, Dict, Tuple
 
 import torch
 
-from captum_cfx.generative.networks import ROUTES, ConceptClassifier, Discriminator, Generator
+from captum_cfx.generative.networks import (
+    ROUTES,
+    ConceptClassifier,
+    Discriminator,
+    Generator,
+    extra_levels,
+)
 
 
 @dataclass(frozen=True)
@@ -129,11 +135,14 @@ class GeneratorConfig:
 
 
 def build_networks(
-    channels: int, n_concepts: int, config: GeneratorConfig
+    channels: int, n_concepts: int, config: GeneratorConfig, size: Tuple[int, int]
 ) -> Tuple[Generator, Discriminator, ConceptClassifier]:
-    """G, D and R for images with ``channels`` channels and K = ``n_concepts``, as ``config``
-    sizes them, their weights in the channels_last layout (the convolutions' faster one on
-    CPU and GPU alike; a loaded G computes exactly as the trained one)."""
+    """G, D and R for images of ``channels`` channels and ``size`` (H, W) pixels and K =
+    ``n_concepts``, as ``config`` sizes them, G and D as deep as the size needs
+    (:func:`~captum_cfx.generative.networks.extra_levels`), their weights in the channels_last
+    layout (the convolutions' faster one on CPU and GPU alike; a loaded G computes exactly as
+    the trained one)."""
+    extra = extra_levels(size)
     networks = (
         Generator(
             channels,
@@ -142,8 +151,9 @@ def build_networks(
             config.cond_dim,
             config.global_gain,
             config.concept_routes,
+            extra,
         ),
-        Discriminator(channels, config.disc_width),
+        Discriminator(channels, config.disc_width, extra),
         ConceptClassifier(channels, n_concepts, config.concept_width, config.concept_pool),
     )
     for net in networks:

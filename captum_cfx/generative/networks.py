@@ -1,9 +1,12 @@
 """The three networks of the method: the generator G, the discriminator D, the concept
-classifier R. All adapt to 1 or 3 channels and to 28-64 pixel inputs.
+classifier R. All adapt to 1 or 3 channels and to inputs of 8 to 256 pixels a side, square or
+not: above 64 pixels, G and D grow one level deeper per doubling (:func:`extra_levels`), so
+that their receptive fields keep their share of the image.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Tuple
 
 import torch
@@ -13,6 +16,23 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 #: The routes a concept can be restricted to; see :class:`Generator`.
 ROUTES = ("mixed", "global", "local", "shape")
+#: The image sides (pixels) the networks are built for.
+MIN_SIDE, MAX_SIDE = 8, 256
+#: The side up to which G and D have their base depth.
+BASE_SIDE = 64
+
+
+def extra_levels(size: Tuple[int, int]) -> int:
+    """The levels G and D add to their base depth for images of ``size`` (H, W): one per
+    doubling of the shorter side above ``BASE_SIDE`` (0 up to 64 pixels, 1 up to 128, 2 up to
+    256). Raises for sides outside ``MIN_SIDE``..``MAX_SIDE``."""
+    if not (MIN_SIDE <= min(size) and max(size) <= MAX_SIDE):
+        raise ValueError(
+            f"images of {size[0]}x{size[1]} pixels are outside the sizes the networks support: "
+            f"{MIN_SIDE} to {MAX_SIDE} pixels a side. Resize them (torchvision.transforms."
+            "Resize) or crop tiles."
+        )
+    return max(0, math.ceil(math.log2(min(size) / BASE_SIDE)))
 
 
 def _groups(width: int) -> int:
@@ -76,6 +96,8 @@ class Generator(nn.Module):
             times faster, so it competes with local edits instead of losing to them.
         routes: one of ``"mixed"``, ``"global"``, ``"local"``, ``"shape"`` per concept;
             empty means all ``"mixed"``.
+        extra: levels below the third, each halving the resolution again
+            (:func:`extra_levels` of the image size).
     """
 
     uses_local: Tensor
@@ -90,6 +112,7 @@ class Generator(nn.Module):
         cond_dim: int = 64,
         global_gain: float = 20.0,
         routes: Tuple[str, ...] = (),
+        extra: int = 0,
     ) -> None:
         super().__init__()
         routes = tuple(routes) or ("mixed",) * n_concepts
@@ -108,7 +131,11 @@ class Generator(nn.Module):
         self.enc1 = FiLMBlock(channels, w1, cond_dim)
         self.enc2 = FiLMBlock(w1, w2, cond_dim, stride=2)
         self.enc3 = FiLMBlock(w2, w3, cond_dim, stride=2)
+        # Above 64 pixels: stride-2 levels at the bottom, each with a decoder block that
+        # takes its skip connection.
+        self.deeper = nn.ModuleList([FiLMBlock(w3, w3, cond_dim, stride=2) for _ in range(extra)])
         self.mid = FiLMBlock(w3, w3, cond_dim)
+        self.shallower = nn.ModuleList([FiLMBlock(2 * w3, w3, cond_dim) for _ in range(extra)])
         self.dec2 = FiLMBlock(w3 + w2, w2, cond_dim)
         self.dec1 = FiLMBlock(w2 + w1, w1, cond_dim)
         self.to_local = nn.Conv2d(w1, channels, 3, padding=1)
@@ -144,7 +171,14 @@ class Generator(nn.Module):
         u = 2 * x - 1
         h1 = self.enc1(u, cond)
         h2 = self.enc2(h1, cond)
-        h3 = self.mid(self.enc3(h2, cond), cond)
+        h3 = self.enc3(h2, cond)
+        skips = []
+        for down in self.deeper:
+            skips.append(h3)
+            h3 = down(h3, cond)
+        h3 = self.mid(h3, cond)
+        for up, skip in zip(self.shallower, reversed(skips)):
+            h3 = up(torch.cat([F.interpolate(h3, size=skip.shape[-2:]), skip], 1), cond)
         d2 = self.dec2(torch.cat([F.interpolate(h3, size=h2.shape[-2:]), h2], 1), cond)
         d1 = self.dec1(torch.cat([F.interpolate(d2, size=h1.shape[-2:]), h1], 1), cond)
         local = (torch.tanh(self.to_local(d1)) + 1) / 2
@@ -173,10 +207,21 @@ class Discriminator(nn.Module):
     projection (Miyato & Koyama, 2018): a counterfactual must look like the real images that
     phi scores as it does, so an image phi calls normal because of a pasted mark is told
     apart from a normal one.
+
+    Args:
+        channels: image channels, 1 or 3.
+        width: the first layer's width; the next two double it.
+        extra: stride-2 layers added before the last (:func:`extra_levels` of the image
+            size), so that the receptive field stays about half the image.
     """
 
-    def __init__(self, channels: int, width: int = 32) -> None:
+    def __init__(self, channels: int, width: int = 32, extra: int = 0) -> None:
         super().__init__()
+        deeper = [
+            layer
+            for _ in range(extra)
+            for layer in (_sn_conv(4 * width, 4 * width, 4, 2), nn.LeakyReLU(0.2))
+        ]
         self.net = nn.Sequential(
             _sn_conv(channels, width, 3, 1),
             nn.LeakyReLU(0.2),
@@ -184,6 +229,7 @@ class Discriminator(nn.Module):
             nn.LeakyReLU(0.2),
             _sn_conv(2 * width, 4 * width, 4, 2),
             nn.LeakyReLU(0.2),
+            *deeper,
             _sn_conv(4 * width, 1, 3, 1),
         )
         self.score_embedding = nn.Sequential(

@@ -94,7 +94,9 @@ class CounterfactualTrainer:
         channels = normal.shape[1]
         with torch.random.fork_rng(devices=[]):  # seed the weights without touching global RNG
             torch.manual_seed(seed)
-            networks = build_networks(channels, n_concepts, config)
+            networks = build_networks(
+                channels, n_concepts, config, (normal.shape[-2], normal.shape[-1])
+            )
         self.generator, self.discriminator, self.concept_classifier = (
             n.to(device) for n in networks
         )
