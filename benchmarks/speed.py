@@ -65,11 +65,14 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("results/speed.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     config = GeneratorConfig(**args.config)
-    times = [seconds_per_step(config, args.size, args.steps) for _ in range(args.repeats)]
+    times = [
+        seconds_per_step(config, args.size, args.steps, args.warmup) for _ in range(args.repeats)
+    ]
     best = min(times)
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     results[args.label] = {
