@@ -1,5 +1,5 @@
-"""Data: offline MNIST, Colored-MNIST with its factors, one-vs-rest splits, outlier exposure,
-CIFAR-10."""
+"""Data: offline MNIST, Colored-MNIST with its factors, procedural domains and traffic signs
+with their factors, one-vs-rest splits, outlier exposure, CIFAR-10."""
 
 from captum_cfx.data.cifar import load_cifar10
 from captum_cfx.data.colored import DEFAULT_PALETTE, colored_mnist
@@ -14,9 +14,12 @@ from captum_cfx.data.outliers import (
     random_strokes,
 )
 from captum_cfx.data.splits import one_vs_rest
+from captum_cfx.data.synthetic import DOMAINS, synthetic_domain
+from captum_cfx.data.traffic_signs import traffic_signs
 
 __all__ = [
     "DEFAULT_PALETTE",
+    "DOMAINS",
     "FAINT_OVERLAY_LEVELS",
     "LabeledImages",
     "added_strokes",
@@ -29,4 +32,6 @@ __all__ = [
     "one_vs_rest",
     "pasted_patches",
     "random_strokes",
+    "synthetic_domain",
+    "traffic_signs",
 ]
