@@ -1,4 +1,4 @@
-"""Benchmark: AuROC of the reference detectors on MNIST one-vs-rest and Colored-MNIST.
+"""Benchmark: AuROC of the paper's detectors on MNIST one-vs-rest and Colored-MNIST.
 
 Trains BCE-OE, HSC-OE and DSVDD on each normal class of MNIST (one-vs-rest) and on
 Colored-MNIST (normal: colour c0, plus the digit 1 in any colour), scores the held-out test

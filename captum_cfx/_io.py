@@ -10,9 +10,9 @@ from typing import Any
 import torch
 
 #: Written beside a saved explainer by ``captum-cfx fit`` and the demo: how the command line
-#: loads its detector again, ``{"detector": "file or module:attr"}`` or, for a reference
-#: detector, ``{"reference": name, "in_channels": C, "image_size": S, "weights": file}``
-#: (files relative to the explainer's folder).
+#: loads its detector again, ``{"detector": "file or module:attr"}`` or, for one of the
+#: paper's detectors, ``{"paper_detector": name, "in_channels": C, "image_size": S,
+#: "weights": file}`` (files relative to the explainer's folder).
 CLI_FILE = "cli.json"
 
 

@@ -160,8 +160,8 @@ def saved_detector(folder: Path) -> Any:
     if not spec_path.is_file():
         return None
     spec = json.loads(spec_path.read_text())
-    if "reference" in spec:  # the demo's: a reference detector's weights
-        detector = DETECTORS[spec["reference"]](spec["in_channels"], spec["image_size"])
+    if "paper_detector" in spec:  # the demo's: one of the paper's detectors, its weights
+        detector = DETECTORS[spec["paper_detector"]](spec["in_channels"], spec["image_size"])
         weights = torch.load(folder / spec["weights"], map_location="cpu", weights_only=True)
         detector.load_state_dict(weights)
         return detector.eval()

@@ -22,7 +22,7 @@ from captum_cfx.data import LabeledImages, colored_mnist, pasted_patches, random
 from captum_cfx.detectors import (
     DETECTORS,
     FCDDDetector,
-    ReferenceDetector,
+    PaperDetector,
     score_images,
     train_detector,
 )
@@ -45,8 +45,8 @@ def colored_mnist_detector(
     device: Union[str, torch.device, None] = None,
     progress: bool = True,
     augment: Union[bool, Literal["shift"]] = False,
-) -> ReferenceDetector:
-    """A reference detector for Colored-MNIST. Outlier exposure: 4,000 palette-coloured pen
+) -> PaperDetector:
+    """A paper's detector for Colored-MNIST. Outlier exposure: 4,000 palette-coloured pen
     strokes and 2,000 normal digits with pasted palette-coloured patches; neither shares a
     class with the test anomalies, and the patches teach the detector that a pasted blob
     does not make an image normal. ``augment`` as in :func:`~captum_cfx.train_detector`."""
@@ -68,10 +68,10 @@ def colored_mnist_detector(
 
 def _cached_detector(
     path: Path, name: str, train: LabeledImages, epochs: int, device: torch.device, progress: bool
-) -> ReferenceDetector:
+) -> PaperDetector:
     """The detector saved at ``path``, or a newly trained one saved there."""
     if path.is_file():
-        detector: ReferenceDetector = DETECTORS[name](3, 28).to(device)
+        detector: PaperDetector = DETECTORS[name](3, 28).to(device)
         detector.load_state_dict(torch.load(path, map_location=device, weights_only=True))
         logger.info("reusing the %s detector in %s", name, path)
         return detector.eval()
@@ -148,7 +148,7 @@ def run_demo(
         )
         explainer.save(saved)
     # So that `captum-cfx explain --explainer OUT/explainer` scores with this detector.
-    cli_spec = {"reference": "bce", "in_channels": 3, "image_size": 28}
+    cli_spec = {"paper_detector": "bce", "in_channels": 3, "image_size": 28}
     atomic_write_text(json.dumps({**cli_spec, "weights": "../detector_bce.pt"}), saved / CLI_FILE)
     phi = explainer.forward_func
 

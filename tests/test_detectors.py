@@ -1,4 +1,4 @@
-"""Reference detectors: phi in [0, 1], separate an easy task, FCDD heatmaps, train_detector."""
+"""The paper's detectors: phi in [0, 1], separate an easy task, FCDD heatmaps, train_detector."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def test_fcdd_heatmap_is_input_sized_and_lights_up_the_square(square_loaders):
     assert detector.field > 1 and detector.jump == 4
 
 
-def test_reference_detectors_adapt_as_identity_with_their_own_logit():
+def test_paper_detectors_adapt_as_identity_with_their_own_logit():
     detector = as_detector(DETECTORS["hsc"](1, 28).eval())
     assert detector.calibration == "identity"
     x = torch.rand(3, 1, 28, 28)

@@ -7,13 +7,13 @@ from captum_cfx.detectors.adapter import (
     as_detector,
     score_images,
 )
-from captum_cfx.detectors.reference import (
+from captum_cfx.detectors.paper import (
     DETECTORS,
     BCEDetector,
     DSVDDDetector,
     FCDDDetector,
     HSCDetector,
-    ReferenceDetector,
+    PaperDetector,
 )
 from captum_cfx.detectors.training import train_detector
 from captum_cfx.detectors.vectors import VectorDetector
@@ -27,7 +27,7 @@ __all__ = [
     "FCDDDetector",
     "HSCDetector",
     "NotDifferentiableWarning",
-    "ReferenceDetector",
+    "PaperDetector",
     "VectorDetector",
     "as_detector",
     "score_images",

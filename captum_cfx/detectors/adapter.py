@@ -360,7 +360,7 @@ def as_detector(
             :class:`AnomalyDetector` is returned as it is.
         normal_data: normal images, a tensor (N, C, H, W) or a loader yielding tensors or
             (tensor, label) pairs, in [0, 1]. Needed by ``"exp"``, ``"gaussian"``,
-            ``"quantile"`` and ``"auto"`` (except for captum_cfx's reference detectors,
+            ``"quantile"`` and ``"auto"`` (except for captum_cfx's paper's detectors,
             already in [0, 1]).
         calibration: ``"identity"`` (already in [0, 1]), ``"sigmoid"`` (logits), ``"exp"``
             (nonnegative distances: ``1 - exp(-s / tau)``, tau putting the 95% quantile of the

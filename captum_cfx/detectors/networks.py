@@ -1,4 +1,4 @@
-"""The small CNNs behind the reference detectors (after the authors' FCDD/EOE code).
+"""The small CNNs behind the paper's detectors (after the authors' FCDD/EOE code).
 
 ``feature_net`` maps images to a feature vector; ``fcdd_net`` is fully convolutional and maps
 images to a one-channel map whose receptive field :func:`receptive_field` reports.

@@ -1,4 +1,4 @@
-"""``train_detector``: fit one of the reference detectors on a loader of normal images."""
+"""``train_detector``: fit one of the paper's detectors on a loader of normal images."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from captum_cfx._device import resolve_device
 from captum_cfx._validation import check_images
 from captum_cfx.detectors.adapter import iterate_images
-from captum_cfx.detectors.reference import DETECTORS, DSVDDDetector, ReferenceDetector
+from captum_cfx.detectors.paper import DETECTORS, DSVDDDetector, PaperDetector
 from captum_cfx.generative.augment import robust_view, shift_view
 
 
@@ -33,8 +33,8 @@ def train_detector(
     seed: int = 0,
     augment: Union[bool, Literal["shift"]] = False,
     progress: bool = True,
-) -> ReferenceDetector:
-    """Train a reference detector.
+) -> PaperDetector:
+    """Train a paper's detector.
 
     Args:
         name: ``"bce"``, ``"hsc"``, ``"fcdd"`` (these need ``outlier_loader``) or ``"dsvdd"``.

@@ -19,8 +19,8 @@ from captum_cfx.detectors.adapter import EXP_NORMAL_QUANTILE, exp_score_logit, p
 from captum_cfx.detectors.networks import fcdd_net, feature_dim, feature_net, receptive_field
 
 
-class ReferenceDetector(nn.Module, ABC):
-    """Base of the reference detectors: ``forward`` is phi, derived from ``phi_logit``.
+class PaperDetector(nn.Module, ABC):
+    """Base of the paper's detectors: ``forward`` is phi, derived from ``phi_logit``.
 
     Args:
         in_channels: 1 or 3.
@@ -32,7 +32,7 @@ class ReferenceDetector(nn.Module, ABC):
     outputs_phi = True
     #: Whether training needs outlier-exposure data.
     needs_outliers = True
-    name = "reference"
+    name = "paper"
 
     def __init__(self, in_channels: int = 1, image_size: int = 28) -> None:
         super().__init__()
@@ -56,7 +56,7 @@ class ReferenceDetector(nn.Module, ABC):
         """The training objective (scalar) on normal images and outliers (or None)."""
 
 
-class BCEDetector(ReferenceDetector):
+class BCEDetector(PaperDetector):
     """Binary classifier with outlier exposure: phi = sigmoid(logit); normal 0, outlier 1."""
 
     name = "bce"
@@ -76,7 +76,7 @@ class BCEDetector(ReferenceDetector):
         return F.binary_cross_entropy_with_logits(logits, labels)
 
 
-class HSCDetector(ReferenceDetector):
+class HSCDetector(PaperDetector):
     """Hypersphere classifier with outlier exposure.
 
     ``d = sqrt(|f(x)|^2 + 1) - 1``, ``phi = 1 - exp(-d)``; loss d on normal images and
@@ -104,7 +104,7 @@ class HSCDetector(ReferenceDetector):
         return torch.cat([d_normal, -torch.log(-torch.expm1(-d_out) + 1e-9)]).mean()
 
 
-class DSVDDDetector(ReferenceDetector):
+class DSVDDDetector(PaperDetector):
     """Deep SVDD: ``d = |f(x) - c|^2`` with a bias-free net, ``phi = 1 - exp(-d / tau)``.
 
     ``c`` is the mean feature of the untrained net on normal data (entries with ``|c_i| < 0.1``
@@ -149,7 +149,7 @@ class DSVDDDetector(ReferenceDetector):
         return self.distance(normal).mean()
 
 
-class FCDDDetector(ReferenceDetector):
+class FCDDDetector(PaperDetector):
     """Fully convolutional data description with outlier exposure; gives heatmaps.
 
     A = sqrt(F(x)^2 + 1) - 1 per output pixel, score = mean(A), phi = 1 - exp(-score).
