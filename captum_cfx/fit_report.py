@@ -30,7 +30,7 @@ SELF_MADE_MAX = 4096
 #: The most anomalies a report judges.
 PROBE_SIZE = 256
 #: A fit fails when fewer than this share of one concept's counterfactuals score below 0.5 ...
-MIN_VALIDITY = 0.5
+MIN_VALIDITY = 0.8
 #: ... or when this share of one concept's counterfactuals is a shortcut (off the normal
 #: support, or adversarial: :mod:`captum_cfx.diagnosis`) ...
 MAX_SHORTCUTS = 0.5

@@ -137,7 +137,7 @@ class SurrogateDistiller:
             loss.backward()
             self.opt.step()
         self.net.eval()
-        return float(loss)
+        return float(loss.detach())
 
     def state_dict(self) -> Dict[str, Any]:
         """Everything needed to resume: weights, optimiser, RNG and the labelled images."""
