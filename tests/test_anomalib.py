@@ -1,18 +1,15 @@
-"""Detectors in anomalib's output format.
+"""anomalib's detectors: its ``InferenceBatch`` output and its post-processor, for real.
 
-anomalib itself (with lightning, torchmetrics and their pins) does not install within CI's
-budget beside this project's torch, so its output is reproduced here: a model returns an
-``InferenceBatch`` (a NamedTuple of ``pred_score``, ``pred_label``, ``anomaly_map``,
-``pred_mask``), and its one-class post-processing maps a raw score s to
-``clamp((s - threshold) / (max - min) + 0.5, 0, 1)``, min, max and threshold measured on
-validation images. That clamp makes the score flat on most normal images: no gradient
-where a generator starts.
+A model here returns anomalib's own ``InferenceBatch`` (``pred_score``, ``pred_label``,
+``anomaly_map``, ``pred_mask``), raw or passed through anomalib's ``PostProcessor``, which maps
+a raw score s to ``clamp((s - threshold) / (max - min) + 0.5, 0, 1)`` with min, max and the
+F1-best threshold measured on validation images. That clamp makes the score flat on normal
+images: no gradient where a generator starts.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import NamedTuple, Optional
 
 import pytest
 import torch
@@ -24,31 +21,39 @@ from captum_cfx import explainer as explainer_module
 from captum_cfx.detectors import CalibrationNotice
 from captum_cfx.generative import trainer as trainer_module
 
-
-class InferenceBatch(NamedTuple):
-    """anomalib's model output, field for field."""
-
-    pred_score: Optional[Tensor] = None
-    pred_label: Optional[Tensor] = None
-    anomaly_map: Optional[Tensor] = None
-    pred_mask: Optional[Tensor] = None
+anomalib_data = pytest.importorskip("anomalib.data")  # the [anomalib] extra, in [dev]
+anomalib_post = pytest.importorskip("anomalib.post_processing")
 
 
 class PatchDistance(nn.Module):
-    """A PaDiM-like model in anomalib's format: the anomaly map is each 4x4 patch's squared
+    """A PaDiM-like model with anomalib's output: the anomaly map is each 4x4 patch's squared
     distance from the normal images' mean patch (N, 1, H/4, W/4), the image score its max;
-    with ``post_process``, normalised and clamped as anomalib's post-processor does, with
-    min, max and the F1-best threshold taken from normal and anomalous validation images."""
+    with ``post_process``, anomalib's ``PostProcessor`` normalises and clamps both, its min,
+    max and threshold set from normal and anomalous validation images as its validation
+    epoch would (the threshold at the lowest anomalous score, where F1 is highest)."""
 
     def __init__(self, normal: Tensor, anomalous: Tensor, post_process: bool) -> None:
         super().__init__()
         self.register_buffer("mean_patch", nn.functional.avg_pool2d(normal, 4).mean(0))
-        self.post_process = post_process
-        with torch.no_grad():
-            normal_raw, anomalous_raw = self.raw(normal)[0], self.raw(anomalous)[0]
-        self.minimum = float(normal_raw.min())
-        self.maximum = float(anomalous_raw.max())
-        self.threshold = float(anomalous_raw.min())  # F1 is highest there, as anomalib picks
+        self.post_processor = anomalib_post.PostProcessor() if post_process else None
+        if self.post_processor is not None:
+            with torch.no_grad():
+                (normal_raw, normal_map), (anomalous_raw, anomalous_map) = (
+                    self.raw(normal),
+                    self.raw(anomalous),
+                )
+            for level, low, high, threshold in (
+                ("image", normal_raw.min(), anomalous_raw.max(), anomalous_raw.min()),
+                (
+                    "pixel",
+                    normal_map.min(),
+                    anomalous_map.max(),
+                    anomalous_map.amax((1, 2, 3)).min(),
+                ),
+            ):
+                getattr(self.post_processor, f"{level}_min").fill_(low)
+                getattr(self.post_processor, f"{level}_max").fill_(high)
+                getattr(self.post_processor, f"_{level}_threshold").fill_(threshold)
 
     def raw(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(image scores (N,), anomaly maps (N, 1, H/4, W/4)) before post-processing."""
@@ -56,14 +61,10 @@ class PatchDistance(nn.Module):
         anomaly_map = distance.sum(1, keepdim=True)
         return anomaly_map.amax((1, 2, 3)), anomaly_map
 
-    def forward(self, x: Tensor) -> InferenceBatch:
+    def forward(self, x: Tensor):
         score, anomaly_map = self.raw(x)
-        if self.post_process:
-            spread = self.maximum - self.minimum
-            score = ((score - self.threshold) / spread + 0.5).clamp(0, 1)
-        return InferenceBatch(
-            pred_score=score, pred_label=score > 0.5, anomaly_map=anomaly_map, pred_mask=None
-        )
+        batch = anomalib_data.InferenceBatch(pred_score=score, anomaly_map=anomaly_map)
+        return batch if self.post_processor is None else self.post_processor(batch)
 
 
 NORMAL = bright_square_images(128, False, seed=1)
@@ -85,7 +86,9 @@ def test_a_post_processed_score_flat_on_normal_images_is_explained_through_a_sur
     monkeypatch,
 ):
     model = PatchDistance(NORMAL, ANOMALIES, post_process=True)
-    assert (model(NORMAL).pred_score == 0).all()  # clamped: no gradient on normal images
+    output = model(NORMAL)
+    assert isinstance(output, anomalib_data.InferenceBatch)
+    assert (output.pred_score == 0).all()  # clamped: no gradient on normal images
     monkeypatch.setattr(explainer_module, "FIRST_STEPS", 20)  # the path, not the quality
     monkeypatch.setattr(trainer_module, "REFRESH_STEPS", 5)
     with pytest.warns(CalibrationNotice, match="distilled a differentiable surrogate"):
@@ -97,4 +100,3 @@ def test_a_post_processed_score_flat_on_normal_images_is_explained_through_a_sur
     assert explainer.forward_func.model is model  # validity is read on anomalib's own score
     assert explainer.surrogate_ is not None
     assert set(explainer.surrogate_report_) >= {"spearman_images", "spearman_counterfactuals"}
-
