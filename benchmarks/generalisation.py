@@ -1,9 +1,11 @@
 """The default recipe on procedural domains it was not tuned on (benchmarks/RESULTS.md).
 
-For each domain of :data:`captum_cfx.data.synthetic.DOMAINS` and each detector (``logit``: a
-plain CNN that returns raw logits, trained on normal images against the domain's anomalies;
-``dsvdd``: Deep SVDD, trained on normal images only; ``knn``: a black box, PyOD's kNN on the
-normal images' pixels, whose numpy scores ``fit`` explains through a distilled surrogate),
+For each domain of :data:`captum_cfx.data.synthetic.DOMAINS` (or ``colored_mnist``: colour ;
+digit, normal = cyan or the digit 1) and each detector (``logit``: a plain CNN that returns raw
+logits, trained on normal images against the domain's anomalies; ``dsvdd``: Deep SVDD, trained
+on normal images only; black boxes on the normal images' pixels, ``knn`` (PyOD's kNN) and
+``iforest`` (scikit-learn's IsolationForest), whose numpy scores ``fit`` explains through a
+distilled surrogate),
 fit the explainer with the design card's calls and ``GeneratorConfig()`` (or ``--config``),
 then judge the counterfactuals of the held-out
 anomalies the detector flags: validity, normality AuROC per concept, and per concept the
@@ -25,6 +27,7 @@ from typing import Optional
 import torch
 from provenance import provenance
 from pyod.models.knn import KNN
+from sklearn.ensemble import IsolationForest
 from speed import plain_cnn
 from torch import nn
 from torch.nn import functional as F
@@ -38,6 +41,7 @@ from captum_cfx import (
     GeneratorConfig,
     train_detector,
 )
+from captum_cfx.data import LabeledImages, colored_mnist
 from captum_cfx.data.synthetic import DOMAINS, synthetic_domain
 from captum_cfx.detectors import VectorDetector
 from captum_cfx.detectors.adapter import score_images
@@ -45,6 +49,22 @@ from captum_cfx.metrics import auroc, normality_auroc, train_classifier, validit
 
 #: A factor reading counts only at this oracle confidence (strict: unsure reads as "other").
 ORACLE_CONFIDENCE = 0.9
+#: The domains besides the procedural ones: (factors, their normal values, their counts).
+REAL_DOMAINS = {"colored_mnist": (("color", "digit"), (0, 1), (6, 10))}
+
+
+def domain_data(name: str, seed: int) -> tuple[LabeledImages, LabeledImages, tuple, tuple, tuple]:
+    """(train, test, factor names, each factor's normal value, each factor's count)."""
+    if name in REAL_DOMAINS:
+        return (
+            colored_mnist(True, seed=seed),
+            colored_mnist(False, seed=seed),
+            *REAL_DOMAINS[name],
+        )
+    domain = DOMAINS[name]
+    train = synthetic_domain(name, 3000, seed=seed)
+    test = synthetic_domain(name, 1500, seed=seed + 1000)
+    return train, test, domain.factors, (0, 0), domain.values
 
 
 def logit_detector(images: torch.Tensor, targets: torch.Tensor, seed: int) -> nn.Module:
@@ -79,14 +99,15 @@ def run_cell(
     seed: int,
     figures: Optional[Path] = None,
 ) -> dict:
-    domain = DOMAINS[name]
-    train = synthetic_domain(name, 3000, seed=seed)
-    test = synthetic_domain(name, 1500, seed=seed + 1000)
+    train, test, factors, normal_values, counts = domain_data(name, seed)
     normal = train.normal()
     if detector_name == "logit":
         detector = logit_detector(train.images, train.targets, seed)
     elif detector_name == "knn":  # a black box: PyOD's kNN on the pixels, numpy scores
         detector = VectorDetector(KNN(n_neighbors=5).fit(normal.images.flatten(1).numpy()))
+    elif detector_name == "iforest":  # a black box: scikit-learn's Isolation Forest, numpy
+        forest = IsolationForest(random_state=seed).fit(normal.images.flatten(1).numpy())
+        detector = VectorDetector(forest)
     else:
         detector = train_detector(
             "dsvdd",
@@ -97,7 +118,7 @@ def run_cell(
         )
     oracles = [
         train_classifier(train.images, train.factors[f], v, epochs=6, seed=seed)
-        for f, v in zip(domain.factors, domain.values)
+        for f, v in zip(factors, counts)
     ]
     start = time.time()
     explainer = CounterfactualAnomalyExplainer(n_concepts=2, config=config)
@@ -134,7 +155,8 @@ def run_cell(
             for key, values in explainer.history_.items()
         },
     }
-    a_in, b_in = (flagged.factors[f] for f in domain.factors)
+    a_in, b_in = (flagged.factors[f] for f in factors)
+    a_normal, b_normal = normal_values
     if figures is not None:
         shown = flagged.images[:12]
         rows = [shown] + [explainer.counterfactual(shown, concept=k) for k in range(2)]
@@ -147,8 +169,8 @@ def run_cell(
             cf = explainer.counterfactual(flagged.images, concept=k)
         s = score_images(phi, cf)
         a, b = (read(o, cf) for o in oracles)
-        a_only = (a == 0) & (b == b_in)
-        b_only = (b == 0) & (a == a_in)
+        a_only = (a == a_normal) & (b == b_in)
+        b_only = (b == b_normal) & (a == a_in)
         neither = (a == a_in) & (b == b_in)
         cell["concepts"].append(
             {
@@ -156,8 +178,8 @@ def run_cell(
                 "explain_warned": any(issubclass(w.category, ExplanationWarning) for w in caught),
                 "normality_auroc": 100 * normality_auroc(normal_scores, s),
                 "proximity": float((cf - flagged.images).abs().mean()),
-                f"{domain.factors[0]}_only": 100 * float(a_only.float().mean()),
-                f"{domain.factors[1]}_only": 100 * float(b_only.float().mean()),
+                f"{factors[0]}_only": 100 * float(a_only.float().mean()),
+                f"{factors[1]}_only": 100 * float(b_only.float().mean()),
                 "neither": 100 * float(neither.float().mean()),
                 "other": 100 * float((~(a_only | b_only | neither)).float().mean()),
             }
@@ -165,20 +187,9 @@ def run_cell(
     return cell
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--domains", nargs="+", default=sorted(DOMAINS))
-    parser.add_argument("--detectors", nargs="+", default=["logit", "dsvdd"])
-    parser.add_argument("--steps", default="auto")
-    parser.add_argument("--max-steps", type=int, default=4000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--config", type=json.loads, default={})
-    parser.add_argument("--figures", type=Path, default=Path("results/figures/generalisation"))
-    parser.add_argument(
-        "--merge", type=Path, nargs="+", help="combine these runs' JSONs into --out, fit nothing"
-    )
-    parser.add_argument("--out", type=Path, default=Path("results/generalisation.json"))
-    args = parser.parse_args()
+def execute(args: argparse.Namespace) -> None:
+    """Merge the runs ``--merge`` names into ``--out``, or fit and judge every (domain,
+    detector) cell, rewriting ``--out`` after each."""
     if args.merge:
         runs = [json.loads(path.read_text()) for path in args.merge]
         cells = [cell for run in runs for cell in run["cells"]]
@@ -201,6 +212,34 @@ def main() -> None:
                     {"provenance": provenance(), "config": args.config, "cells": cells}, indent=1
                 )
             )
+
+
+def arguments(description: str, domains, detectors, out: str) -> argparse.ArgumentParser:
+    """The command line of this benchmark and of ``black_box.py``, with their defaults."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--domains", nargs="+", default=domains)
+    parser.add_argument("--detectors", nargs="+", default=detectors)
+    parser.add_argument("--steps", default="auto")
+    parser.add_argument("--max-steps", type=int, default=4000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--config", type=json.loads, default={})
+    parser.add_argument("--figures", type=Path, default=Path("results/figures/generalisation"))
+    parser.add_argument(
+        "--merge", type=Path, nargs="+", help="combine these runs' JSONs into --out, fit nothing"
+    )
+    parser.add_argument("--out", type=Path, default=Path(out))
+    return parser
+
+
+def main() -> None:
+    execute(
+        arguments(
+            __doc__.splitlines()[0],
+            sorted(DOMAINS),
+            ["logit", "dsvdd"],
+            "results/generalisation.json",
+        ).parse_args()
+    )
 
 
 if __name__ == "__main__":
