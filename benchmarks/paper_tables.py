@@ -1,9 +1,10 @@
 """The paper's Tables 1-2: join the cells' rows into the table, and print it.
 
 The cells are measured by one script per data set, ``paper_tables_mnist.py`` (one-vs-rest
-MNIST, per normal digit) and ``paper_tables_colored.py`` (Colored-MNIST, per seed); each
-writes one row per detector. This joins them and prints RESULTS.md's tables
-(``table_merge.py``, ``table_print.py``). From ``benchmarks/``:
+MNIST, per normal digit), ``paper_tables_cifar.py`` (one-vs-rest CIFAR-10, per normal class,
+where its files are under ``$CAPTUM_CFX_DATA``) and ``paper_tables_colored.py``
+(Colored-MNIST, per seed); each writes one row per detector. This joins them and prints
+RESULTS.md's tables (``table_merge.py``, ``table_print.py``). From ``benchmarks/``:
 
     python paper_tables.py --merge A.json B.json --out FILE             # join partial runs
     python paper_tables.py --merge A.json B.json --into T.json --out FILE   # update table T
@@ -57,7 +58,7 @@ def main() -> None:
     else:
         parser.error(
             "give --merge, --table or --per-class (the fits: paper_tables_mnist.py, "
-            "paper_tables_colored.py)."
+            "paper_tables_cifar.py, paper_tables_colored.py)."
         )
 
 

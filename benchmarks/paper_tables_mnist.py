@@ -8,7 +8,8 @@ validity (on the anomalies the detector flags), proximity, concept accuracy (the
 trained R, and an independent post-hoc pair classifier on held-out pairs) and the digit
 oracle's reading of the counterfactuals (made the normal digit, kept the input's, added ink).
 Writes one row per detector, pooled over the digits; ``paper_tables.py --merge`` joins rows
-of other digits and puts them into the table.
+of other digits and puts them into the table. ``paper_tables_cifar.py`` runs the same
+one-vs-rest cells (:func:`one_vs_rest_rows`) on CIFAR-10.
 
     python benchmarks/paper_tables_mnist.py --out FILE [--classes 0 1 ...]
         [--detectors bce hsc dsvdd] [--steps 1000] [--config JSON] [--detector-config JSON]
@@ -55,9 +56,9 @@ from captum_cfx.metrics import digit_factors, train_classifier, train_digit_orac
 
 
 def mnist_detector(name: str, train: LabeledImages, strokes: LabeledImages, args) -> nn.Module:
-    """Detector ``name`` trained on ``train``'s normal images (one-vs-rest MNIST) with the
-    grid's ``--detector-epochs``, ``--seed`` and ``--detector-augment``. Outlier exposure:
-    the random ``strokes`` (M, 1, H, W), plus, with ``--patch-outliers``, 2,000 normal
+    """Detector ``name`` trained on ``train``'s normal images (one-vs-rest MNIST or CIFAR-10)
+    with the grid's ``--detector-epochs``, ``--seed`` and ``--detector-augment``. Outlier
+    exposure: the random ``strokes`` (M, C, H, W), plus, with ``--patch-outliers``, 2,000 normal
     training images with pasted patches (as the Colored-MNIST detector has), and with
     ``--stroke-outliers`` 2,000 with pen strokes drawn over them, and with
     ``--overlay-outliers`` 2,000 under a faint rectangle or haze (peak brightness drawn
@@ -130,23 +131,53 @@ def oracle_shares(
 
 
 def mnist_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List[Dict]:
-    """One row per detector (``configs`` maps each to its configuration), over the normal
-    classes ``args.classes``; with ``args.reference_share``, that share of each class's
-    normal training images is held out of the detector's training and sets the explainer's
-    targets (:func:`held_out_normals`)."""
+    """One row per detector (``configs`` maps each to its configuration) on one-vs-rest MNIST,
+    over the normal digits ``args.classes``, with the digit oracle's shares."""
     train, test = load_mnist(True), load_mnist(False)
-    features = mnist_features(train, args.seed)
-    oracle = train_digit_oracle(train.images, train.factors["digit"], seed=args.seed)
-    strokes = random_strokes(4000, channels=1, seed=args.seed + 1)
+    return one_vs_rest_rows(
+        "mnist",
+        train,
+        test,
+        mnist_features(train, args.seed),
+        "digit CNN trained on the MNIST training split (10 classes)",
+        random_strokes(4000, channels=1, seed=args.seed + 1),
+        train_digit_oracle(train.images, train.factors["digit"], seed=args.seed),
+        args,
+        configs,
+        stamp,
+    )
+
+
+def one_vs_rest_rows(
+    dataset: str,
+    train: LabeledImages,
+    test: LabeledImages,
+    features: nn.Module,
+    features_named: str,
+    strokes: LabeledImages,
+    oracle: Optional[nn.Module],
+    args,
+    configs: Dict[str, GeneratorConfig],
+    stamp: Dict,
+) -> List[Dict]:
+    """One row per detector (``configs`` maps each to its configuration) on ``dataset``
+    (``"mnist"`` or ``"cifar10"``) one-vs-rest, over the normal classes ``args.classes``:
+    ``train`` and ``test`` hold the ten classes as targets, ``features`` (named in words by
+    ``features_named``) are FIDN's, the detectors' outlier exposure starts from ``strokes``,
+    and the digit ``oracle`` (MNIST's; None elsewhere) reads the counterfactuals. With
+    ``args.reference_share``, that share of each class's normal training images is held out
+    of the detector's training and sets the explainer's targets (:func:`held_out_normals`)."""
     rows = []
     for name in args.detectors:
         cells = []
-        for digit in args.classes:
-            c_train, c_test = one_vs_rest(train, digit), one_vs_rest(test, digit)
+        for normal_class in args.classes:
+            c_train = one_vs_rest(train, normal_class)
+            c_test = one_vs_rest(test, normal_class)
             detector_train, reference = held_out_normals(c_train, args.reference_share, args.seed)
             start = time.perf_counter()
             detector = mnist_detector(name, detector_train, strokes, args)
             detector_seconds = time.perf_counter() - start
+            stem = cell_stem(name, args.seed, normal_class, dataset)
             cell = measure(
                 detector,
                 c_train,
@@ -155,22 +186,24 @@ def mnist_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List[D
                 configs[name],
                 args.steps,
                 args.seed,
-                args.figures and args.figures / f"{cell_stem(name, args.seed, digit)}.png",
-                args.explainers and args.explainers / cell_stem(name, args.seed, digit),
+                args.figures and args.figures / f"{stem}.png",
+                args.explainers and args.explainers / stem,
                 reference,
             )
             cell["train_seconds"] = detector_seconds + cell["fit_seconds"]
-            cell.update(oracle_shares(cell, c_test.anomalous(), oracle, digit))
-            print(f"mnist {name} digit {digit}: " + brief(cell), flush=True)
+            if oracle is not None:
+                cell.update(oracle_shares(cell, c_test.anomalous(), oracle, normal_class))
+            print(f"{dataset} {name} class {normal_class}: " + brief(cell), flush=True)
             cells.append(cell)
+        measured = SUMMARISED + (ORACLE if oracle is not None else ())
         rows.append(
             {
-                "dataset": "mnist",
+                "dataset": dataset,
                 "detector": name,
-                **{key: mean_std([c[key] for c in cells]) for key in SUMMARISED + ORACLE},
+                **{key: mean_std([c[key] for c in cells]) for key in measured},
                 "n_runs": len(cells),
                 "normal_classes": list(args.classes),
-                "oracle_classes": list(args.classes),
+                **({"oracle_classes": list(args.classes)} if oracle is not None else {}),
                 "steps": args.steps,
                 "detector_augment": args.detector_augment,
                 "patch_outliers": args.patch_outliers,
@@ -178,7 +211,7 @@ def mnist_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List[D
                 "overlay_outliers": args.overlay_outliers,
                 "overlay_levels": args.overlay_levels if args.overlay_outliers else None,
                 "reference_share": args.reference_share,
-                "fid_features": "digit CNN trained on the MNIST training split (10 classes)",
+                "fid_features": features_named,
                 "config": configs[name].to_dict(),
                 **stamp,
             }
@@ -186,8 +219,12 @@ def mnist_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List[D
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def one_vs_rest_arguments(description: str) -> argparse.Namespace:
+    """The command line of a one-vs-rest cell script (this one, ``paper_tables_cifar.py``):
+    the detectors' options, ``--classes`` (default 0 and 8) with the outlier exposure's,
+    the fits' (``--steps`` default 1000) and ``--reference-share``; ``--quick`` sets class
+    0, 150-step fits and 5 detector epochs."""
+    parser = argparse.ArgumentParser(description=description)
     detector_arguments(parser)
     mnist_arguments(parser, classes=[0, 8])
     fit_arguments(parser, steps=1000)
@@ -201,7 +238,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.classes, args.steps, args.detector_epochs = [0], 150, 5
-    run_cells(args, mnist_rows)
+    return args
+
+
+def main() -> None:
+    run_cells(one_vs_rest_arguments(__doc__.split("\n")[0]), mnist_rows)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """One cell of the paper tables: fit the explainer (K = 2) for a trained detector and measure
 it on the held-out test split; and the options the cells' scripts share.
 
-Used by ``paper_tables_mnist.py`` and ``paper_tables_colored.py`` (one script per data set),
-and by the benchmarks that re-train a cell's detector as they do (``robust_views.py``,
-``oracle_edits.py``, ``dimming.py``, ``heatmaps_vs_counterfactuals.py``, ``normal_shift.py``).
+Used by ``paper_tables_mnist.py``, ``paper_tables_cifar.py`` and ``paper_tables_colored.py``
+(one script per data set), and by the benchmarks that re-train a cell's detector as they do
+(``robust_views.py``, ``oracle_edits.py``, ``dimming.py``, ``heatmaps_vs_counterfactuals.py``,
+``normal_shift.py``).
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def measure(
     reference: Optional[LabeledImages] = None,
 ) -> Dict:
     """Fit the explainer for a trained detector and measure it on the test split; with
-    ``figure``, save there the counterfactuals of six flagged test anomalies; with
+    ``figure``, save there the counterfactuals of six flagged test anomalies (none when the
+    detector flags none); with
     ``save_to``, save the fitted explainer (weights and training history) in that folder;
     with ``reference``, normal images the detector was not trained on set L_phi's targets
     (``fit``'s ``reference_loader``)."""
@@ -84,7 +86,7 @@ def measure(
     flagged = anomaly_scores >= 0.5
     cfs = explainer.counterfactuals(anomalies.images, internal_batch_size=256)  # (N, K, C, H, W)
     cf_scores = score_images(detector, cfs.flatten(0, 1)).view(len(anomalies), -1)
-    if figure is not None:
+    if figure is not None and flagged.any():
         shown = flagged.nonzero()[:, 0]
         shown = shown[torch.linspace(0, len(shown) - 1, 6).long()]
         counterfactual_grid(
@@ -144,10 +146,16 @@ def _mean_at_end(values: List[Optional[float]]) -> float:
     return sum(window) / len(window) if window else float("nan")
 
 
-def cell_stem(detector: str, seed: int, digit: Optional[int] = None) -> str:
-    """The file name (no suffix) of a cell's figure and saved explainer: the MNIST cell of
-    normal ``digit``, else the Colored-MNIST cell; the seed keeps seeds in one folder apart."""
-    cell = f"mnist_{detector}_digit{digit}" if digit is not None else f"colored_mnist_{detector}"
+def cell_stem(
+    detector: str, seed: int, normal_class: Optional[int] = None, dataset: str = "mnist"
+) -> str:
+    """The file name (no suffix) of a cell's figure and saved explainer: the one-vs-rest cell
+    of ``dataset`` (``"mnist"``, ``"cifar10"``) with ``normal_class`` normal, else the
+    Colored-MNIST cell; the seed keeps seeds in one folder apart."""
+    if normal_class is None:
+        cell = f"colored_mnist_{detector}"
+    else:
+        cell = f"{dataset}_{detector}_{'digit' if dataset == 'mnist' else 'class'}{normal_class}"
     return f"{cell}_seed{seed}"
 
 

@@ -1,7 +1,8 @@
 """The paper tables' rows (one per data set and detector) and how partial runs join.
 
-Shared by ``paper_tables.py`` (``--merge``, ``--into``) and the two fit scripts
-(``paper_tables_mnist.py``, ``paper_tables_colored.py``), which write rows in this form.
+Shared by ``paper_tables.py`` (``--merge``, ``--into``) and the fit scripts
+(``paper_tables_mnist.py``, ``paper_tables_cifar.py``, ``paper_tables_colored.py``), which
+write rows in this form.
 """
 
 from __future__ import annotations

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pickle
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
@@ -83,8 +87,67 @@ def test_random_strokes_are_digit_sized_coloured_outliers():
 
 
 def test_cifar10_missing_offline_gives_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="download=True"):
+    with pytest.raises(FileNotFoundError, match="download=True") as caught:
         load_cifar10(root=tmp_path)
+    assert str(tmp_path / "cifar-10-batches-py") in str(caught.value)
+
+
+CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer"]
+CIFAR_CLASSES += ["dog", "frog", "horse", "ship", "truck"]
+
+
+def write_fake_cifar10(root: Path, per_batch: int = 4) -> None:
+    """A tiny CIFAR-10 in torchvision's on-disk format: ``root/cifar-10-batches-py/`` with
+    pickled ``data_batch_1`` to ``data_batch_5`` and ``test_batch`` (``"data"``: uint8
+    (n, 3072), rows of 1,024 red, then green, then blue values, each 32 x 32 row-major;
+    ``"labels"``: n ints) and ``batches.meta`` (``"label_names"``). Batch b holds the labels
+    b, b + 1, ...; its first image is black but for the pixel (row 5, column 7), whose red,
+    green and blue are 10 * b, 100 and 200."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    names = [f"data_batch_{b}" for b in range(1, 6)] + ["test_batch"]
+    for b, name in enumerate(names):
+        data = np.zeros((per_batch, 3, 32, 32), dtype=np.uint8)
+        data[0, :, 5, 7] = (10 * b, 100, 200)
+        labels = [(b + i) % 10 for i in range(per_batch)]
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": data.reshape(per_batch, 3072), "labels": labels}, f)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": CIFAR_CLASSES}, f)
+
+
+def test_cifar10_reader_rejects_files_whose_md5_differs(tmp_path):
+    # torchvision checks each file's md5 against the real CIFAR-10's, which no fake matches.
+    write_fake_cifar10(tmp_path)
+    with pytest.raises(FileNotFoundError, match="corrupted"):
+        load_cifar10(root=tmp_path)
+
+
+def test_cifar10_one_vs_rest_from_torchvisions_format(tmp_path, monkeypatch):
+    # The md5s of the real files cannot be forged, so torchvision's integrity check keeps
+    # only its test that each file is there; the reading is torchvision's own.
+    import torchvision.datasets.cifar
+    from torchvision.datasets.utils import check_integrity
+
+    monkeypatch.setattr(
+        torchvision.datasets.cifar,
+        "check_integrity",
+        lambda fpath, md5=None: check_integrity(fpath),
+    )
+    write_fake_cifar10(tmp_path)
+    monkeypatch.setenv("CAPTUM_CFX_DATA", str(tmp_path))
+    train, test = load_cifar10(True), load_cifar10(False)
+    assert train.images.shape == (20, 3, 32, 32) and test.images.shape == (4, 3, 32, 32)
+    assert train.images.dtype == torch.float32 and str(tmp_path) in train.source
+    assert train.targets[:4].tolist() == [0, 1, 2, 3] and test.targets.tolist() == [5, 6, 7, 8]
+    assert train.meta["classes"] == CIFAR_CLASSES
+    # Channels and pixels where torchvision's layout puts them.
+    assert torch.allclose(test.images[0, :, 5, 7], torch.tensor([50, 100, 200]) / 255.0)
+    assert float(test.images[0].sum()) == pytest.approx(350 / 255.0)
+    ships = one_vs_rest(test, 8)
+    assert ships.targets.tolist() == [1, 1, 1, 0] and torch.equal(
+        ships.factors["class"], test.targets
+    )
 
 
 def test_pasted_patches_add_solid_blobs_to_normal_images():
