@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torchvision.utils import save_image
 
@@ -21,6 +22,7 @@ from captum_cfx.data import load_image_folder
 from captum_cfx.demo import DEMO_STEPS, QUICK_STEPS, run_demo
 from captum_cfx.detectors import DETECTORS
 from captum_cfx.diagnosis import MEASURES, flag_names
+from captum_cfx.distributed import is_writer, process_device, under_torchrun
 from captum_cfx.explainer import CounterfactualAnomalyExplainer
 from captum_cfx.report import REPORT_IMAGES, write_report
 from captum_cfx.visualization import counterfactual_grid
@@ -60,7 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="fit an explainer for your own detector on a folder of normal images",
         description="Fits a CounterfactualAnomalyExplainer for DETECTOR (a TorchScript file, "
         "or module:attr naming an importable nn.Module, class or callable) on the PNG/JPEG "
-        "images in --normal, and saves it into --out.",
+        "images in --normal, and saves it into --out. Under torchrun (torchrun "
+        "--nproc-per-node N -m captum_cfx fit ...) the N processes train together with "
+        "DistributedDataParallel (gloo on the CPU, nccl on CUDA, each process on its own GPU), "
+        "each computing its share of every step's batch of N x 32 images; rank 0 writes.",
     )
     fit.add_argument("--detector", required=True, help="TorchScript file or module:attr")
     fit.add_argument("--normal", type=Path, required=True, help="folder of normal images")
@@ -75,7 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--max-steps", type=int, default=4000, help="the most steps 'auto' trains")
     fit.add_argument("--calibration", default="auto", help="auto, identity, sigmoid, exp, gaussian")
-    fit.add_argument("--device", default=None)
+    fit.add_argument(
+        "--device",
+        default=None,
+        help="cpu, cuda, ... (default: the detector's, else CUDA when present)",
+    )
     fit.set_defaults(run=_run_fit)
 
     explain = commands.add_parser(
@@ -135,21 +144,31 @@ def load_detector(spec: str) -> Any:
 
 def _run_fit(args: argparse.Namespace) -> int:
     detector = load_detector(args.detector)
+    device = process_device(args.device)
+    if device is not None and isinstance(detector, nn.Module):
+        detector = detector.to(device)  # the command loaded it, so it may move it
     normal, _ = load_image_folder(args.normal)
     outliers = None if args.outliers is None else [load_image_folder(args.outliers)[0]]
-    explainer = CounterfactualAnomalyExplainer(n_concepts=args.n_concepts).fit(
-        detector,
-        [normal],
-        outlier_loader=outliers,
-        steps=args.steps,
-        max_steps=args.max_steps,
-        device=args.device,
-        calibration=args.calibration,
-        checkpoint_dir=args.out / "checkpoint",
-    )
-    explainer.save(args.out)
-    (args.out / CLI_FILE).write_text(json.dumps({"detector": args.detector}))
-    print(f"explainer saved in {args.out.resolve()}")
+    started_here = not (dist.is_available() and dist.is_initialized())
+    try:
+        explainer = CounterfactualAnomalyExplainer(n_concepts=args.n_concepts).fit(
+            detector,
+            [normal],
+            outlier_loader=outliers,
+            steps=args.steps,
+            max_steps=args.max_steps,
+            device=device,
+            calibration=args.calibration,
+            checkpoint_dir=args.out / "checkpoint",
+            distributed=under_torchrun() or None,
+        )
+        if is_writer():  # rank 0 alone, under torchrun
+            explainer.save(args.out)
+            (args.out / CLI_FILE).write_text(json.dumps({"detector": args.detector}))
+            print(f"explainer saved in {args.out.resolve()}")
+    finally:
+        if started_here and dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
     return 0
 
 

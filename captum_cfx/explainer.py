@@ -36,6 +36,7 @@ from captum_cfx.detectors.surrogate import (
     variants,
 )
 from captum_cfx.diagnosis import NormalReference, diagnose
+from captum_cfx.distributed import is_writer, join
 from captum_cfx.fit_report import (
     corruptions,
     failures,
@@ -153,6 +154,7 @@ class CounterfactualAnomalyExplainer(Attribution):
         checkpoint_dir: Union[str, Path, None] = None,
         checkpoint_every: int = 250,
         calibration: str = "auto",
+        distributed: Optional[bool] = None,
     ) -> CounterfactualAnomalyExplainer:
         """Train G, D and R against the frozen ``detector``.
 
@@ -182,9 +184,23 @@ class CounterfactualAnomalyExplainer(Attribution):
                 the end, and resume from it when it holds one.
             checkpoint_every: steps between checkpoints and held-out judgements.
             calibration: passed to ``as_detector`` for a raw model.
+            distributed: None: train with ``torch.distributed``'s process group when one is
+                initialised (under torchrun), else alone; True: initialise it from torchrun's
+                environment when it is not (gloo on the CPU, nccl on CUDA); False: alone.
 
         Returns:
             self, fitted.
+
+        Under torchrun (``torchrun --nproc-per-node N script.py``, every process calling
+        ``fit`` with the same arguments and the same, whole, normal data), the N processes
+        train together: each computes ``batch_size`` images of every step's batch of N times
+        ``batch_size``, G, D and R average their gradients in ``DistributedDataParallel``,
+        and the update is the one a single process makes with the batch of all (to float
+        rounding). The detector stays frozen on every process; rank 0 alone shows the
+        progress bar and writes the checkpoints, which resume with any number of processes.
+        ``history_["world_size"]`` records the processes of every step. Processes that
+        disagree (on the data, the seed, the steps, the checkpoint they resumed) stop with a
+        ValueError.
 
         ``fit`` judges itself: it holds out a share of the normal images (10%, at most 512;
         none of fewer than 10), and at every checkpoint step scores the counterfactuals of up
@@ -232,7 +248,18 @@ class CounterfactualAnomalyExplainer(Attribution):
                 )
         extra_levels((normal.shape[-2], normal.shape[-1]))  # refuses sizes the nets do not take
         phi = as_detector(detector, normal_data=normal, calibration=calibration)  # type: ignore[arg-type]
-        device = self._device_for(phi, device)
+        world = join(distributed, self._device_for(phi, device))
+        device = world.device
+        world.check_same(
+            {
+                "normal images": (tuple(normal.shape), float(normal.double().sum())),
+                "outliers": None if outliers is None else tuple(outliers.shape),
+                "reference": None if reference is None else tuple(reference.shape),
+                "seed": seed,
+                "steps": (steps_in_all, patience, checkpoint_every),
+                "config": (self.n_concepts, config.to_dict()),
+            }
+        )
         normal, held_out = (t.to(device) for t in split_holdout(normal, seed))
         reference_images = NormalReference.from_images(normal, held_out, seed)
         outliers = None if outliers is None else outliers.to(device)
@@ -255,6 +282,7 @@ class CounterfactualAnomalyExplainer(Attribution):
             seed,
             reference,
             distiller,
+            world,
         )
 
         def counterfactuals(x: Tensor) -> Tensor:
@@ -293,7 +321,7 @@ class CounterfactualAnomalyExplainer(Attribution):
             report["surrogate"] = self.surrogate_report_
         self.fit_report_ = report
         problems = failures(report)
-        if problems:
+        if problems and world.is_main:
             warnings.warn(
                 "the explainer failed its held-out judgement: " + "; ".join(problems) + ".",
                 FitWarning,
@@ -645,12 +673,15 @@ class CounterfactualAnomalyExplainer(Attribution):
         ``config.json`` the configuration, ``history.json`` the training history and
         ``fit_report.json`` the held-out judgement. The
         detector is not saved (only its calibration statistics): pass it to :meth:`load`.
+        Under torchrun, rank 0 alone writes; the other processes return the folder.
 
         Returns:
             The folder.
         """
         self._check_fitted()
         folder = Path(path)
+        if not is_writer():
+            return folder
         folder.mkdir(parents=True, exist_ok=True)
         phi = self.forward_func if isinstance(self.forward_func, AnomalyDetector) else None
         weights = {
@@ -670,6 +701,7 @@ class CounterfactualAnomalyExplainer(Attribution):
             "captum_cfx_version": __version__,
             "n_concepts": self.n_concepts_,
             "input_shape": list(self.input_shape_),
+            "world_size": (self.history_.get("world_size") or [1])[-1],
             "generator_config": self.config_.to_dict(),
             "detector": None
             if phi is None

@@ -10,11 +10,18 @@ groups. Each image is generated for two different concepts in the same step, so 
 distinctness hinge can compare them. The trainer owns every random state (weights, batch
 order, alpha, k, augmentations) in one ``torch.Generator``, so a checkpointed run resumes
 to exactly the weights an uninterrupted run ends with on the CPU.
+
+Under ``torch.distributed`` (a :class:`~captum_cfx.distributed.World` of N processes) the batch
+of a step is N times ``batch_size``: every process draws the random numbers of the whole batch
+from the same generator and computes its own ``batch_size`` rows, G, D and R average their
+gradients in ``DistributedDataParallel``, and the statistics of the batch are gathered from
+all processes, so N processes make the update that one process makes with the batch of all.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -28,8 +35,9 @@ from tqdm.auto import tqdm
 from captum_cfx._io import atomic_save
 from captum_cfx.detectors.adapter import AnomalyDetector, phi_from_logit, score_images
 from captum_cfx.detectors.surrogate import REFRESH_STEPS, SurrogateDistiller
+from captum_cfx.distributed import World
 from captum_cfx.generative import losses
-from captum_cfx.generative.augment import diff_augment, robust_view
+from captum_cfx.generative.augment import Rows, diff_augment, robust_view
 from captum_cfx.generative.config import GeneratorConfig, build_networks
 from captum_cfx.metrics import normality_auroc
 
@@ -71,6 +79,9 @@ class CounterfactualTrainer:
         surrogate: for a black-box detector, the distiller whose surrogate ``detector`` is;
             at every scoring it learns G's counterfactuals (:meth:`refresh_surrogate`), and
             its state travels with the checkpoints.
+        world: the processes training together, each given the same arguments; rank 0
+            alone writes checkpoints and shows the progress bar. Default: None (this process
+            alone)
     """
 
     def __init__(
@@ -84,8 +95,10 @@ class CounterfactualTrainer:
         seed: int,
         reference: Optional[Tensor] = None,
         surrogate: Optional[SurrogateDistiller] = None,
+        world: Optional[World] = None,
     ) -> None:
         self.detector = detector
+        self.world = World(device=device) if world is None else world
         self.normal = normal
         self.outliers = outliers
         self.n_concepts = n_concepts
@@ -100,6 +113,8 @@ class CounterfactualTrainer:
         self.generator, self.discriminator, self.concept_classifier = (
             n.to(device) for n in networks
         )
+        # What a step calls: the networks themselves, or in DistributedDataParallel.
+        self.synced = tuple(self.world.wrap(net) for net in networks)
         # With ema_decay, G's weights' moving average (G's buffers, its fixed concept routes,
         # are copied, not averaged).
         self.generator_average = (
@@ -122,6 +137,8 @@ class CounterfactualTrainer:
             torch.Generator().manual_seed(seed),
         )
         self.surrogate = surrogate
+        if surrogate is not None:
+            self.world.share(surrogate.net)  # one phi for all processes
         self._score_reference()
         self.floor = self.normal_median
         self.step = 0
@@ -154,45 +171,54 @@ class CounterfactualTrainer:
             counterfactuals = self.generator(x, torch.zeros(len(x), device=self.device), concept)
         self.surrogate.add(counterfactuals)
         self.surrogate.train(REFRESH_STEPS)
+        self.world.share(self.surrogate.net)  # one phi for all processes
         offset = self.floor - self.normal_median
         self._score_reference()
         low, high = self.floor_bounds
         self.floor = min(max(self.normal_median + offset, low), high)
 
     # -- one step -------------------------------------------------------------------------
-    def sample_batch(self) -> Tensor:
-        """A batch of training images; half outliers when there are any."""
-        b = self.config.batch_size
-        if self.outliers is None:
-            return self.normal[torch.randint(len(self.normal), (b,), generator=self.rng)]
-        half = b // 2
-        pick_n = torch.randint(len(self.normal), (b - half,), generator=self.rng)
-        pick_o = torch.randint(len(self.outliers), (half,), generator=self.rng)
-        return torch.cat([self.normal[pick_n], self.outliers[pick_o]])
+    def sample_batch(self) -> Tuple[Tensor, Rows]:
+        """This process's ``batch_size`` training images, half outliers when there are any,
+        and their rows in the batch of all processes (normal images first, then outliers)."""
+        b, n, rank = self.config.batch_size, self.world.size, self.world.rank
+        half = 0 if self.outliers is None else b // 2
+        pick_n = torch.randint(len(self.normal), (n * (b - half),), generator=self.rng)
+        x = self.normal[pick_n[rank * (b - half) : (rank + 1) * (b - half)]]
+        index = rank * (b - half) + torch.arange(b - half)
+        if self.outliers is not None:
+            pick_o = torch.randint(len(self.outliers), (n * half,), generator=self.rng)
+            x = torch.cat([x, self.outliers[pick_o[rank * half : (rank + 1) * half]]])
+            index = torch.cat([index, n * (b - half) + rank * half + torch.arange(half)])
+        return x, Rows(index, n * b)
 
-    def sample_conditions(self, n: int) -> Tuple[Tensor, Tensor, Tensor]:
-        """alpha (n,) with a share of exact zeros, concepts k (n,) and other concepts k' != k."""
+    def sample_conditions(self, rows: Rows) -> Tuple[Tensor, Tensor, Tensor]:
+        """alpha with a share of exact zeros, concepts k and other concepts k' != k, each
+        (n,) for the batch ``rows``."""
+        n = rows.total
         alpha = torch.rand(n, generator=self.rng)
         alpha[torch.rand(n, generator=self.rng) < self.config.alpha_zero_share] = 0.0
         concept = torch.randint(self.n_concepts, (n,), generator=self.rng)
         other = (
             concept + torch.randint(1, max(self.n_concepts, 2), (n,), generator=self.rng)
         ) % self.n_concepts
-        return alpha.to(self.device), concept.to(self.device), other.to(self.device)
+        alpha, concept, other = (t[rows.positions].to(self.device) for t in (alpha, concept, other))
+        return alpha, concept, other
 
     def train_step(self) -> Dict[str, Optional[float]]:
         """One update of D, then of G and R; returns every loss as a float, with the step's
         ``normal_at_zero``, ``normality_auroc`` (None when nothing was judged), ``floor`` and,
         with ``ema_decay``, ``normality_auroc_average``, the batch's normality AuROC for the
         averaged G (after this step's update), which the floor feedback then follows."""
-        cfg, G, D, R = self.config, self.generator, self.discriminator, self.concept_classifier
-        x = self.sample_batch()
+        cfg, (G, D, R) = self.config, self.synced
+        x, rows = self.sample_batch()
         with torch.no_grad():
             score = self.detector(x).float()
-        alpha, concept, other = self.sample_conditions(len(x))
+        alpha, concept, other = self.sample_conditions(rows)
         # Every image is generated for concept k and for another concept k' (distinctness).
         x_twice, alpha_twice, score_twice = (torch.cat([t, t]) for t in (x, alpha, score))
         concept_pair = torch.cat([concept, other])
+        rows_twice = Rows(torch.cat([rows.positions, rows.total + rows.positions]), 2 * rows.total)
         x_bar = G(x_twice, alpha_twice, concept_pair)
         x_tilde = G(x_bar, score_twice, concept_pair)
         x_rec = G(x, score, concept)
@@ -204,10 +230,10 @@ class CounterfactualTrainer:
             image_logit_bar = self.detector.logit(x_bar).float()
             image_logit_tilde = self.detector.logit(x_tilde).float()
         score_bar = phi_from_logit(image_logit_bar)
-        d_real = D(diff_augment(x, self.rng), score)
-        d_fake = D(diff_augment(x_bar.detach(), self.rng), score_bar)
+        d_real = D(diff_augment(x, self.rng, rows=rows), score)
+        d_fake = D(diff_augment(x_bar.detach(), self.rng, rows=rows_twice), score_bar)
         loss_d = losses.loss_discriminator(d_real, d_fake)
-        self._check_finite({"loss_d": loss_d})
+        reported = self._checked_means({"loss_d": loss_d})
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
@@ -217,18 +243,16 @@ class CounterfactualTrainer:
         # L_phi reads phi's logit on each image itself, with the gradient through its robust
         # view: a detector can score a view far above the image (blur and noise it never
         # saw), and targets met on the views would leave the images far below normal.
-        logit_bar = self._calibrated(
-            self.detector.logit(robust_view(x_bar, self.rng, cfg.robust_noise)).float(),
-            image_logit_bar,
-        )
-        logit_tilde = self._calibrated(
-            self.detector.logit(robust_view(x_tilde, self.rng, cfg.robust_noise)).float(),
-            image_logit_tilde,
-        )
+        view_bar = robust_view(x_bar, self.rng, cfg.robust_noise, rows=rows_twice)
+        view_tilde = robust_view(x_tilde, self.rng, cfg.robust_noise, rows=rows_twice)
+        logit_bar = self._calibrated(self.detector.logit(view_bar).float(), image_logit_bar)
+        logit_tilde = self._calibrated(self.detector.logit(view_tilde).float(), image_logit_tilde)
         # The flagged inputs' alpha = 0 counterfactuals: those the normality AuROC judges.
         judged = (alpha_twice == 0) & (score_twice >= 0.5)
+        # D itself, not in DistributedDataParallel: G's loss needs no averaged D gradients.
+        d_bar = self.discriminator(diff_augment(x_bar, self.rng, rows=rows_twice), score_bar)
         terms = {
-            "loss_gan": losses.loss_gan(D(diff_augment(x_bar, self.rng), score_bar)),
+            "loss_gan": losses.loss_gan(d_bar),
             "loss_phi": self._loss_phi(
                 alpha_twice, score_twice, concept_pair, judged, logit_bar, logit_tilde
             ),
@@ -250,7 +274,7 @@ class CounterfactualTrainer:
             "loss_distinct": cfg.lambda_distinct,
         }
         total = sum((weights[name] * term for name, term in terms.items()), x.new_zeros(()))
-        self._check_finite({**terms, "loss_total": total})
+        reported.update(self._checked_means({**terms, "loss_total": total}))
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
         self.opt_g.step()
@@ -258,28 +282,31 @@ class CounterfactualTrainer:
             self.generator_average.update_parameters(self.generator)
 
         at_zero = alpha_twice == 0
-        if at_zero.any():
-            share = float((logit_bar[at_zero] < 0).float().mean())
+        counts = torch.stack([at_zero.sum(), (logit_bar[at_zero] < 0).sum()]).float()
+        at_zero_all, normal_all = self.world.mean(counts)
+        if at_zero_all > 0:
+            share = float(normal_all / at_zero_all)
             self.running_normal += 0.02 * (share - self.running_normal)
-        judged_logits = logit_bar.detach()[judged]
+        judged_logits, _ = self.world.gather(logit_bar.detach()[judged])
         batch_auroc = self._batch_normality_auroc(judged_logits)
         # The floor follows the counterfactuals of the G the explainer keeps: with ema_decay
         # the average, which phi scores lower than G's own batches.
         followed, followed_auroc = judged_logits, batch_auroc
         if self.generator_average is not None:
-            followed = self._averaged_logits(
-                x_twice[judged], alpha_twice[judged], concept_pair[judged]
+            followed, _ = self.world.gather(
+                self._averaged_logits(x_twice[judged], alpha_twice[judged], concept_pair[judged])
             )
             followed_auroc = self._batch_normality_auroc(followed)
         if cfg.floor_feedback > 0 and followed_auroc is not None:
             self.floor = self._moved(self.floor, followed_auroc)
-        record: Dict[str, Optional[float]] = {name: value.item() for name, value in terms.items()}
+        record: Dict[str, Optional[float]] = {name: reported[name] for name in terms}
         record.update(
-            loss_d=loss_d.item(),
-            loss_total=total.item(),
+            loss_d=reported["loss_d"],
+            loss_total=reported["loss_total"],
             normal_at_zero=self.running_normal,
             normality_auroc=batch_auroc,
             floor=self.floor,
+            world_size=self.world.size,
         )
         if self.generator_average is not None:
             record["normality_auroc_average"] = followed_auroc
@@ -302,12 +329,16 @@ class CounterfactualTrainer:
         selects (flagged inputs at alpha = 0) are aimed, per concept (``concept`` (2N,)), at
         the normal logits' quantiles by rank: a single floor asks every counterfactual for one
         score, these ask each concept's counterfactuals, as a set, to be scored the way phi
-        scores normal images."""
+        scores normal images. The set is all processes' judged counterfactuals."""
         target_bar = torch.maximum(torch.logit(alpha), torch.full_like(alpha, self.floor))
+        mine = torch.stack([logit_bar.detach()[judged], concept[judged].to(logit_bar)], 1)
+        everyone, start = self.world.gather(mine)
+        targets = torch.empty_like(everyone[:, 0])
         for k in range(self.n_concepts):
-            members = judged & (concept == k)
+            members = everyone[:, 1] == k
             if members.any():
-                target_bar[members] = self._normal_quantiles_by_rank(logit_bar[members].detach())
+                targets[members] = self._normal_quantiles_by_rank(everyone[members, 0])
+        target_bar[judged] = targets[start : start + len(mine)]
         return losses.loss_phi(logit_bar, target_bar, logit_tilde, score)
 
     @property
@@ -357,15 +388,19 @@ class CounterfactualTrainer:
         and G edits in the directions that also move the views' scores."""
         return logit_view + (logit_image - logit_view).detach()
 
-    def _check_finite(self, terms: Dict[str, Tensor]) -> None:
-        for name, value in terms.items():
-            if not torch.isfinite(value).all():
+    def _checked_means(self, terms: Dict[str, Tensor]) -> Dict[str, float]:
+        """The losses ``terms`` (scalars), averaged over the processes, as floats; raises,
+        on every process, when one is not finite."""
+        means = self.world.mean(torch.stack([t.detach() for t in terms.values()])).tolist()
+        for name, value in zip(terms, means):
+            if not math.isfinite(value):
                 raise FloatingPointError(
-                    f"{name} became {value.item()} at step {self.step + 1}; training stopped "
+                    f"{name} became {value} at step {self.step + 1}; training stopped "
                     "before the update that loss feeds, and the explainer keeps none of this "
                     "run's weights. Lower the learning rate, check the detector's scores on "
                     "these images, or resume from the last checkpoint."
                 )
+        return dict(zip(terms, means))
 
     # -- state ----------------------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
@@ -458,9 +493,13 @@ class CounterfactualTrainer:
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.exists():
                 self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+        self.world.check_same({"resumed step": self.step})  # a folder all processes read
         G, D, R = self.generator, self.discriminator, self.concept_classifier
         bar = tqdm(
-            total=steps, initial=min(self.step, steps), desc="fit explainer", disable=not progress
+            total=steps,
+            initial=min(self.step, steps),
+            desc="fit explainer",
+            disable=not (progress and self.world.is_main),
         )
         try:
             while self.step < steps:
@@ -478,11 +517,13 @@ class CounterfactualTrainer:
                 if self.step % checkpoint_every == 0 or self.step == steps:
                     self.refresh_surrogate()
                     self._eval_mode()
-                    score = self.running_normal if evaluate is None else evaluate()
+                    score = self.running_normal
+                    if evaluate is not None:  # rank 0's judgement, so all keep the same G
+                        score = self.world.from_main(evaluate() if self.world.is_main else 0.0)
                     self.scores.append((self.step, float(score)))
                     self._snapshot_if_best(score)
                     stop = evaluate is not None and 0 < patience <= self.best["stale"]  # type: ignore[index]
-                    if path is not None:
+                    if path is not None and self.world.is_main:
                         atomic_save(self.state_dict(), path)
                     if stop:
                         break
