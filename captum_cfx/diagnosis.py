@@ -12,13 +12,16 @@ edit (``same_as_other_concept``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import TYPE_CHECKING, Dict, List
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from captum_cfx.metrics import OFF_SUPPORT_MIN_MASS, normal_support, off_support_mass
+
+if TYPE_CHECKING:
+    from captum_cfx.streaming import Images
 
 #: The side of the pooled images in which the nearest normal image is found.
 FEATURE_SIDE = 8
@@ -58,12 +61,14 @@ class NormalReference:
     off_support_limit: Tensor
 
     @classmethod
-    def from_images(cls, normal: Tensor, held_out: Tensor, seed: int) -> NormalReference:
-        """The reference of the training ``normal`` images (M, C, H, W), its limit set on the
-        ``held_out`` normal images (M', C, H, W; may be empty, then the limit is the floor)."""
-        support = normal_support(normal)
+    def from_images(cls, normal: Images, held_out: Tensor, seed: int) -> NormalReference:
+        """The reference of the training ``normal`` images (M, C, H, W), its support and
+        features those of up to ``REFERENCE_MAX`` of them drawn with ``seed``, its limit set on
+        the ``held_out`` normal images (M', C, H, W; may be empty, then the limit is the
+        floor)."""
         order = torch.randperm(len(normal), generator=torch.Generator().manual_seed(seed))
         kept = normal[order[:REFERENCE_MAX].to(normal.device)]
+        support = normal_support(kept)
         limit = torch.tensor(OFF_SUPPORT_MIN_MASS)
         if len(held_out):
             mass = off_support_mass(held_out, torch.zeros_like(held_out), support)

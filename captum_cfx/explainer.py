@@ -24,7 +24,6 @@ from captum_cfx.detectors.adapter import (
     AnomalyDetector,
     CalibrationNotice,
     as_detector,
-    iterate_images,
     score_images,
 )
 from captum_cfx.detectors.surrogate import (
@@ -38,18 +37,25 @@ from captum_cfx.detectors.surrogate import (
 from captum_cfx.diagnosis import NormalReference, diagnose
 from captum_cfx.distributed import is_writer, join
 from captum_cfx.fit_report import (
+    SELF_MADE_MAX,
     corruptions,
     failures,
     judge,
     probe_anomalies,
     quality,
     self_made_outliers,
-    split_holdout,
 )
 from captum_cfx.generative.augment import robust_view
 from captum_cfx.generative.config import GeneratorConfig, build_networks
 from captum_cfx.generative.networks import extra_levels
 from captum_cfx.generative.trainer import CounterfactualTrainer, random_subset
+from captum_cfx.streaming import (
+    Images,
+    calibration_images,
+    gather_images,
+    holdout,
+    read_images,
+)
 
 FORMAT = "captum_cfx.CounterfactualAnomalyExplainer"
 FORMAT_VERSION = 1
@@ -80,17 +86,6 @@ def _detector_device(phi: Any) -> Optional[torch.device]:
     model = getattr(phi, "model", None)
     params = list(model.parameters()) if isinstance(model, torch.nn.Module) else []
     return params[0].device if params else None
-
-
-def _gather(loader: Iterable[Any], name: str) -> Tensor:
-    """Read every image of a loader into one tensor (M, C, H, W), checking each batch."""
-    batches = [check_images(b, f"{name}'s images") for b in iterate_images(loader)]
-    shapes = {tuple(b.shape[1:]) for b in batches}
-    if len(shapes) > 1:
-        raise ValueError(
-            f"{name} yields images of different shapes {sorted(shapes)}; resize them to one size."
-        )
-    return torch.cat(batches)
 
 
 class CounterfactualAnomalyExplainer(Attribution):
@@ -160,9 +155,12 @@ class CounterfactualAnomalyExplainer(Attribution):
 
         Args:
             detector: anything :func:`~captum_cfx.as_detector` takes; a raw model is wrapped
-                and calibrated on ``normal_loader``'s images. It is never modified.
+                and calibrated on ``normal_loader``'s images (of a Dataset's, on up to
+                ``captum_cfx.streaming.CALIBRATION_SAMPLE`` of them). It is never modified.
             normal_loader: yields normal images (N, C, H, W) in [0, 1] (1 or 3 channels) or
-                (images, labels) pairs; read once into memory.
+                (images, labels) pairs. A ``DataLoader`` over a map-style Dataset is read a
+                batch at a time, never whole (:mod:`captum_cfx.streaming`); any other
+                loader is read once into memory.
             outlier_loader: optional anomalous or outlier images of the same shape; when
                 given, half of each batch comes from it. Without it, half of each batch
                 comes from corruptions of the normal images that phi flags
@@ -235,10 +233,14 @@ class CounterfactualAnomalyExplainer(Attribution):
                 f"{steps_in_all} and {checkpoint_every}."
             )
         config = self.config or GeneratorConfig()
-        normal = _gather(normal_loader, "normal_loader")
-        outliers = None if outlier_loader is None else _gather(outlier_loader, "outlier_loader")
+        normal = read_images(normal_loader, "normal_loader")
+        outliers = (
+            None if outlier_loader is None else gather_images(outlier_loader, "outlier_loader")
+        )
         reference = (
-            None if reference_loader is None else _gather(reference_loader, "reference_loader")
+            None
+            if reference_loader is None
+            else gather_images(reference_loader, "reference_loader")
         )
         for name, images in (("outlier_loader", outliers), ("reference_loader", reference)):
             if images is not None and images.shape[1:] != normal.shape[1:]:
@@ -247,12 +249,15 @@ class CounterfactualAnomalyExplainer(Attribution):
                     f"{tuple(normal.shape[1:])}; they must match."
                 )
         extra_levels((normal.shape[-2], normal.shape[-1]))  # refuses sizes the nets do not take
-        phi = as_detector(detector, normal_data=normal, calibration=calibration)  # type: ignore[arg-type]
+        calibrating = calibration_images(normal, seed)
+        phi = as_detector(detector, normal_data=calibrating, calibration=calibration)  # type: ignore[arg-type]
         world = join(distributed, self._device_for(phi, device))
         device = world.device
+        normal, held_out = holdout(normal, seed)
+        normal, held_out = normal.to(device), held_out.to(device)
         world.check_same(
             {
-                "normal images": (tuple(normal.shape), float(normal.double().sum())),
+                "normal images": (tuple(normal.shape), float(held_out.double().sum())),
                 "outliers": None if outliers is None else tuple(outliers.shape),
                 "reference": None if reference is None else tuple(reference.shape),
                 "seed": seed,
@@ -260,7 +265,6 @@ class CounterfactualAnomalyExplainer(Attribution):
                 "config": (self.n_concepts, config.to_dict()),
             }
         )
-        normal, held_out = (t.to(device) for t in split_holdout(normal, seed))
         reference_images = NormalReference.from_images(normal, held_out, seed)
         outliers = None if outliers is None else outliers.to(device)
         reference = None if reference is None else reference.to(device)
@@ -269,7 +273,9 @@ class CounterfactualAnomalyExplainer(Attribution):
             distiller = self._distil(phi, normal, outliers, seed, device)
         probe, judged_on = probe_anomalies(phi, held_out, outliers, seed)
         if outliers is None:  # G learns to undo anomalies only from anomalous inputs
-            outliers = self_made_outliers(phi, normal, seed + 1)
+            # Four corruptions each of up to SELF_MADE_MAX / 4 normal images, drawn at random.
+            sample = random_subset(normal, SELF_MADE_MAX // 4, torch.Generator().manual_seed(seed))
+            outliers = self_made_outliers(phi, sample, seed + 1)
             outliers = outliers if len(outliers) else None
         held_out_scores = score_images(phi, held_out) if len(held_out) else held_out.new_empty(0)
         trainer = CounterfactualTrainer(
@@ -361,7 +367,7 @@ class CounterfactualAnomalyExplainer(Attribution):
     @staticmethod
     def _distil(
         phi: AnomalyDetector,
-        normal: Tensor,
+        normal: Images,
         outliers: Optional[Tensor],
         seed: int,
         device: torch.device,

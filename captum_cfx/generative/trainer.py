@@ -40,6 +40,7 @@ from captum_cfx.generative import losses
 from captum_cfx.generative.augment import Rows, diff_augment, robust_view
 from captum_cfx.generative.config import GeneratorConfig, build_networks
 from captum_cfx.metrics import normality_auroc
+from captum_cfx.streaming import Images
 
 CHECKPOINT_NAME = "checkpoint.pt"
 #: At most this many normal images, drawn at random, set phi's floor (their median score).
@@ -51,21 +52,23 @@ FLOOR_RANGE = (0.05, 0.95)
 ACTIVE_SAMPLE = 256
 
 
-def random_subset(images: Tensor, size: int, rng: torch.Generator) -> Tensor:
+def random_subset(images: Images, size: int, rng: torch.Generator) -> Tensor:
     """Up to ``size`` of the images (M, C, H, W), drawn with ``rng``; all of them, in order,
     when there are no more. Not the first ones: loaders often come sorted (by class, say),
     and the first images would stand for one kind of image only."""
-    if len(images) <= size:
-        return images
-    return images[torch.randperm(len(images), generator=rng)[:size]]
+    if len(images) > size:
+        return images[torch.randperm(len(images), generator=rng)[:size]]
+    return images if isinstance(images, Tensor) else images[:]
 
 
 class CounterfactualTrainer:
-    """Trains G, D and R for a frozen detector on in-memory images.
+    """Trains G, D and R for a frozen detector on normal images in memory or read a batch at
+    a time (:class:`~captum_cfx.streaming.DatasetImages`).
 
     Args:
         detector: phi, frozen; its logits drive L_phi.
-        normal: normal images (M, C, H, W) in [0, 1], on ``device``.
+        normal: normal images (M, C, H, W) in [0, 1], on ``device`` (a tensor, or a
+            :class:`~captum_cfx.streaming.DatasetImages` that puts each batch read there).
         outliers: optional outlier images (M', C, H, W); half of each batch when given.
         n_concepts: K.
         config: the hyperparameters.
@@ -87,7 +90,7 @@ class CounterfactualTrainer:
     def __init__(
         self,
         detector: AnomalyDetector,
-        normal: Tensor,
+        normal: Images,
         outliers: Optional[Tensor],
         n_concepts: int,
         config: GeneratorConfig,
