@@ -14,11 +14,13 @@ from typing import Any, List, Optional
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.utils.data import DataLoader
 from torchvision.utils import save_image
 
 import captum_cfx
 from captum_cfx._io import CLI_FILE
 from captum_cfx.data import load_image_folder
+from captum_cfx.data.folder import FolderImages
 from captum_cfx.demo import DEMO_STEPS, QUICK_STEPS, run_demo
 from captum_cfx.detectors import DETECTORS
 from captum_cfx.diagnosis import MEASURES, flag_names
@@ -62,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="fit an explainer for your own detector on a folder of normal images",
         description="Fits a CounterfactualAnomalyExplainer for DETECTOR (a TorchScript file, "
         "or module:attr naming an importable nn.Module, class or callable) on the PNG/JPEG "
-        "images in --normal, and saves it into --out. Under torchrun (torchrun "
+        "images in --normal (read a batch at a time, never all at once), and saves it into "
+        "--out. Under torchrun (torchrun "
         "--nproc-per-node N -m captum_cfx fit ...) the N processes train together with "
         "DistributedDataParallel (gloo on the CPU, nccl on CUDA, each process on its own GPU), "
         "each computing its share of every step's batch of N x 32 images; rank 0 writes.",
@@ -147,13 +150,13 @@ def _run_fit(args: argparse.Namespace) -> int:
     device = process_device(args.device)
     if device is not None and isinstance(detector, nn.Module):
         detector = detector.to(device)  # the command loaded it, so it may move it
-    normal, _ = load_image_folder(args.normal)
+    normal = DataLoader(FolderImages(args.normal), batch_size=256)  # read a batch at a time
     outliers = None if args.outliers is None else [load_image_folder(args.outliers)[0]]
     started_here = not (dist.is_available() and dist.is_initialized())
     try:
         explainer = CounterfactualAnomalyExplainer(n_concepts=args.n_concepts).fit(
             detector,
-            [normal],
+            normal,
             outlier_loader=outliers,
             steps=args.steps,
             max_steps=args.max_steps,

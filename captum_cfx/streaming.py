@@ -88,6 +88,8 @@ class DatasetImages:
             yield self[slice(start, start + PASS_BATCH)]
 
     def _read(self, indices: Tensor) -> Tensor:
+        if not len(indices):  # e.g. the held-out images of a set too small to hold any out
+            return torch.empty((0, *self.image_shape))
         images = []
         for i in indices.tolist():
             item = self.dataset[i]
@@ -103,7 +105,13 @@ class DatasetImages:
                 f"{self.name}'s dataset yielded {type(images[0]).__name__}; it must yield "
                 "image tensors (C, H, W) or (image, label) pairs. Add transforms.ToTensor()."
             )
-        return check_images(torch.stack(images), f"{self.name}'s images")
+        batch = check_images(torch.stack(images), f"{self.name}'s images")
+        if hasattr(self, "image_shape") and tuple(batch.shape[1:]) != self.image_shape:
+            raise ValueError(
+                f"{self.name} yields images of different shapes {self.image_shape} and "
+                f"{tuple(batch.shape[1:])}; resize them to one size."
+            )
+        return batch
 
 
 #: Images in memory, or read when indexed.

@@ -10,8 +10,11 @@ import pytest
 import torch
 from helpers import TINY, BrightSquare, bright_square_images
 from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torchvision.utils import save_image
 
 from captum_cfx import CounterfactualAnomalyExplainer, FitWarning
+from captum_cfx.data import load_image_folder
+from captum_cfx.data.folder import FolderImages
 from captum_cfx.streaming import DatasetImages, read_images
 
 NORMAL = bright_square_images(48, False, seed=1)
@@ -78,10 +81,23 @@ def test_a_resumed_streaming_fit_equals_an_uninterrupted_one(tmp_path):
     assert resumed.history_ == full.history_
 
 
+def test_a_folder_read_image_by_image_gives_the_pixels_of_the_folder_read_whole(tmp_path):
+    for i, image in enumerate(NORMAL[:5]):
+        save_image(image, tmp_path / f"img{i}.png")
+    whole, _ = load_image_folder(tmp_path)
+    folder = FolderImages(tmp_path)
+    assert len(folder) == 5
+    torch.testing.assert_close(torch.stack([folder[i] for i in range(5)]), whole, rtol=0, atol=0)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no"):
+        FolderImages(tmp_path / "empty")
+
+
 def test_other_loaders_are_read_whole_and_bad_datasets_are_named():
     assert isinstance(read_images([NORMAL[:8], NORMAL[8:]], "normal_loader"), torch.Tensor)
     subset = DataLoader(TensorDataset(NORMAL), sampler=range(8))  # the user's own sampling
     assert read_images(subset, "normal_loader").shape == (8, 1, 16, 16)
+    assert DatasetImages(TensorDataset(NORMAL), "normal_loader")[:0].shape == (0, 1, 16, 16)
     mixed = [torch.rand(1, 16, 16), torch.rand(1, 8, 8)]
     with pytest.raises(ValueError, match="different shapes"):
         DatasetImages(mixed, "normal_loader")[torch.arange(2)]
