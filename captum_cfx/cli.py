@@ -9,13 +9,14 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.utils import save_image
+from tqdm.auto import tqdm
 
 import captum_cfx
 from captum_cfx._io import CLI_FILE
@@ -28,6 +29,9 @@ from captum_cfx.distributed import is_writer, process_device, under_torchrun
 from captum_cfx.explainer import CounterfactualAnomalyExplainer
 from captum_cfx.report import REPORT_IMAGES, write_report
 from captum_cfx.visualization import counterfactual_grid
+
+#: Images ``explain`` reads, explains and writes at a time (at least ``REPORT_IMAGES``).
+EXPLAIN_BATCH = 256
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="draw the counterfactuals of a folder of images",
         description="Loads an explainer saved by 'captum-cfx fit' (or the demo's) and writes, "
         "for the images in --images, counterfactuals.png, one PNG per image and concept, and "
-        "scores.json; with --report, also one self-contained HTML page.",
+        "scores.json; with --report, also one self-contained HTML page. The folder is read, "
+        f"explained and written {EXPLAIN_BATCH} images at a time, so it may hold any number.",
     )
     explain.add_argument(
         "--explainer", type=Path, required=True, help="folder from 'fit' or the demo"
@@ -194,55 +199,61 @@ def saved_detector(folder: Path) -> Any:
 def _run_explain(args: argparse.Namespace) -> int:
     detector = load_detector(args.detector) if args.detector else saved_detector(args.explainer)
     explainer = CounterfactualAnomalyExplainer.load(args.explainer, detector=detector)
-    images, names = load_image_folder(args.images)
-    input_scores, cf_scores, flags, scores = None, None, None, {}
-    if explainer.forward_func is not None and hasattr(explainer, "normal_reference_"):
-        diagnosis = explainer.diagnose(images, internal_batch_size=256)
-        counterfactuals = diagnosis["counterfactuals"]
-        input_scores, cf_scores = diagnosis["score_before"], diagnosis["score_after"]
-        flags = flag_names(diagnosis)
-        scores = {
-            name: {
-                "input": float(input_scores[i]),
-                "counterfactuals": cf_scores[i].tolist(),
-                "flags": flags[i],
-                **{key: diagnosis[key][i].tolist() for key in MEASURES},
-            }
-            for i, name in enumerate(names)
-        }
-    else:
-        counterfactuals = explainer.counterfactuals(images, internal_batch_size=256)
+    folder = FolderImages(args.images)
+    names = [path.name for path in folder.paths]
+    diagnosing = explainer.forward_func is not None and hasattr(explainer, "normal_reference_")
     args.out.mkdir(parents=True, exist_ok=True)
-    for i, name in enumerate(names):
-        for k in range(explainer.n_concepts_):
-            save_image(counterfactuals[i, k], args.out / f"{Path(name).stem}_concept{k}.png")
-    shown = slice(0, REPORT_IMAGES)
+    scores: Dict[str, Any] = {}
+    n_flagged = 0
+    for start in tqdm(range(0, len(folder), EXPLAIN_BATCH), desc="explain", unit="batch"):
+        batch_names = names[start : start + EXPLAIN_BATCH]
+        images = torch.stack([folder[start + i] for i in range(len(batch_names))])
+        input_scores, cf_scores, flags = None, None, None
+        if diagnosing:
+            diagnosis = explainer.diagnose(images)
+            counterfactuals = diagnosis["counterfactuals"]
+            input_scores, cf_scores = diagnosis["score_before"], diagnosis["score_after"]
+            flags = flag_names(diagnosis)
+            n_flagged += sum(bool(f) for row in flags for f in row)
+            for i, name in enumerate(batch_names):
+                scores[name] = {
+                    "input": float(input_scores[i]),
+                    "counterfactuals": cf_scores[i].tolist(),
+                    "flags": flags[i],
+                    **{key: diagnosis[key][i].tolist() for key in MEASURES},
+                }
+        else:
+            counterfactuals = explainer.counterfactuals(images)
+        for i, name in enumerate(batch_names):
+            for k in range(explainer.n_concepts_):
+                save_image(counterfactuals[i, k], args.out / f"{Path(name).stem}_concept{k}.png")
+        if start == 0:  # the figure and the report show the first REPORT_IMAGES images
+            n = REPORT_IMAGES
+            first_images, first_counterfactuals = images[:n], counterfactuals[:n]
+            first_input = None if input_scores is None else input_scores[:n]
+            first_after = None if cf_scores is None else cf_scores[:n]
+            first_flags = None if flags is None else flags[:n]
     counterfactual_grid(
-        images[shown],
-        counterfactuals[shown],
-        None if input_scores is None else input_scores[shown],
-        None if cf_scores is None else cf_scores[shown],
-        flags=None if flags is None else flags[shown],
+        first_images, first_counterfactuals, first_input, first_after, flags=first_flags
     ).savefig(args.out / "counterfactuals.png", dpi=90)
-    if flags is not None:
-        n_flagged = sum(bool(f) for row in flags for f in row)
-        if n_flagged:
-            print(
-                f"{n_flagged} of {len(names) * explainer.n_concepts_} counterfactuals are "
-                "flagged (scores.json names why): do not read them as explanations"
-            )
+    if n_flagged:
+        print(
+            f"{n_flagged} of {len(names) * explainer.n_concepts_} counterfactuals are "
+            "flagged (scores.json names why): do not read them as explanations"
+        )
     (args.out / "scores.json").write_text(json.dumps(scores, indent=2))
     print(f"counterfactuals of {len(names)} images are in {args.out.resolve()}")
     if args.report is not None:
         write_report(
             args.report,
             explainer,
-            images,
+            first_images,
             names=names,
-            counterfactuals=counterfactuals,
-            input_scores=input_scores,
-            counterfactual_scores=cf_scores,
-            flags=flags,
+            n_images=len(names),
+            counterfactuals=first_counterfactuals,
+            input_scores=first_input,
+            counterfactual_scores=first_after,
+            flags=first_flags,
         )
         print(f"the report is {args.report.resolve()}")
     return 0

@@ -122,6 +122,7 @@ def build_report(
     counterfactual_scores: Optional[Tensor] = None,
     flags: Optional[Sequence[Sequence[Sequence[str]]]] = None,
     max_images: int = REPORT_IMAGES,
+    n_images: Optional[int] = None,
     traversal_steps: int = 6,
     ig_steps: int = 50,
     title: str = "captum_cfx explanations",
@@ -143,6 +144,8 @@ def build_report(
             (:func:`captum_cfx.diagnosis.flag_names`); a flagged counterfactual is framed in
             red and its caption names them. None: not diagnosed.
         max_images: the most images shown. Default: ``REPORT_IMAGES`` (16)
+        n_images: how many images were explained, when ``images`` holds the first of them
+            only. Default: None (``len(images)``)
         traversal_steps: images per traversal strip. Default: 6
         ig_steps: IntegratedGradients' ``n_steps``. Default: 50
         title: the page's title.
@@ -231,7 +234,8 @@ def build_report(
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>"
         f'<h1>{escape(title)}</h1><p class="note">{escape(note)} '
-        f"{n} of {len(images)} images; captum_cfx {escape(__version__)}.</p>"
+        f"{n} of {len(images) if n_images is None else n_images} images; "
+        f"captum_cfx {escape(__version__)}.</p>"
         + "".join(body)
         + fit_report_html(getattr(explainer, "fit_report_", {}) or {})
         + "</body></html>\n"

@@ -13,7 +13,7 @@ from matplotlib.image import imread
 from torch import nn
 from torchvision.utils import save_image
 
-from captum_cfx import CounterfactualAnomalyExplainer
+from captum_cfx import CounterfactualAnomalyExplainer, cli
 from captum_cfx.cli import main
 
 
@@ -234,3 +234,26 @@ def test_fit_and_explain_errors_are_clear(tmp_path, capsys):
     for argv, message in cases:
         assert main(argv) == 2
         assert message in capsys.readouterr().err
+
+
+def test_explain_reads_writes_and_scores_the_folder_batch_by_batch(tmp_path, monkeypatch):
+    detector = tmp_path / "detector.pt"
+    torch.jit.save(torch.jit.script(DarkIsNormal()), str(detector))
+    normal = write_folder(tmp_path / "normal", bright_square_images(16, False, seed=1))
+    anomalies = write_folder(tmp_path / "anomalies", bright_square_images(5, True, seed=2))
+    fit = ["fit", "--detector", str(detector), "--normal", str(normal), "--steps", "2"]
+    assert main([*fit, "--out", str(tmp_path / "ex")]) == 0
+    explain = ["explain", "--explainer", str(tmp_path / "ex"), "--images", str(anomalies)]
+    assert main([*explain, "--out", str(tmp_path / "at_once")]) == 0
+    monkeypatch.setattr(cli, "EXPLAIN_BATCH", 2)
+    assert main([*explain, "--out", str(tmp_path / "in_twos")]) == 0
+    at_once, batched = (
+        json.loads((tmp_path / out / "scores.json").read_text()) for out in ("at_once", "in_twos")
+    )
+    assert sorted(batched) == [f"img{i:02d}.png" for i in range(5)]
+    for name, entry in at_once.items():  # the same, up to a batch size's float rounding
+        assert batched[name]["flags"] == entry["flags"]
+        for key, value in entry.items():
+            if key != "flags":
+                assert batched[name][key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    assert (tmp_path / "in_twos" / "img04_concept1.png").is_file()
