@@ -9,6 +9,7 @@ from captum_cfx.explainer import (
     NotFittedError,
 )
 from captum_cfx.generative import GeneratorConfig
+from captum_cfx.latent import LatentCounterfactualExplainer
 
 __all__ = [
     "AnomalyDetector",
@@ -16,6 +17,7 @@ __all__ = [
     "ExplanationWarning",
     "FitWarning",
     "GeneratorConfig",
+    "LatentCounterfactualExplainer",
     "NotFittedError",
     "__version__",
     "as_detector",

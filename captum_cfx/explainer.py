@@ -115,6 +115,9 @@ class CounterfactualAnomalyExplainer(Attribution):
     ``n_concepts_`` is K and ``input_shape_`` the fitted (C, H, W).
     """
 
+    generator_: torch.nn.Module
+    concept_classifier_: torch.nn.Module
+
     def __init__(
         self,
         forward_func: Optional[Any] = None,
@@ -219,35 +222,11 @@ class CounterfactualAnomalyExplainer(Attribution):
         counterfactuals. ``surrogate_`` is the surrogate as phi (None for a differentiable
         detector), for gradient heatmaps of a black box.
         """
-        if not isinstance(self.n_concepts, int) or self.n_concepts < 1:
-            raise ValueError(f"n_concepts must be a positive int, got {self.n_concepts!r}.")
-        if steps == "auto":
-            steps_in_all, patience = max_steps, PATIENCE
-        elif isinstance(steps, int) and not isinstance(steps, bool):
-            steps_in_all, patience = steps, 0
-        else:
-            raise ValueError(f"steps must be a positive int or 'auto', got {steps!r}.")
-        if steps_in_all < 1 or checkpoint_every < 1:
-            raise ValueError(
-                "steps (max_steps with steps='auto') and checkpoint_every must be positive, got "
-                f"{steps_in_all} and {checkpoint_every}."
-            )
+        steps_in_all, patience = self._training_budget(steps, max_steps, checkpoint_every)
         config = self.config or GeneratorConfig()
-        normal = read_images(normal_loader, "normal_loader")
-        outliers = (
-            None if outlier_loader is None else gather_images(outlier_loader, "outlier_loader")
+        normal, outliers, reference = self._read_loaders(
+            normal_loader, outlier_loader, reference_loader
         )
-        reference = (
-            None
-            if reference_loader is None
-            else gather_images(reference_loader, "reference_loader")
-        )
-        for name, images in (("outlier_loader", outliers), ("reference_loader", reference)):
-            if images is not None and images.shape[1:] != normal.shape[1:]:
-                raise ValueError(
-                    f"{name}'s images are {tuple(images.shape[1:])}, normal_loader's "
-                    f"{tuple(normal.shape[1:])}; they must match."
-                )
         extra_levels((normal.shape[-2], normal.shape[-1]))  # refuses sizes the nets do not take
         calibrating = calibration_images(normal, seed)
         phi = as_detector(detector, normal_data=calibrating, calibration=calibration)  # type: ignore[arg-type]
@@ -313,10 +292,7 @@ class CounterfactualAnomalyExplainer(Attribution):
             views = robust_view(held_out, torch.Generator().manual_seed(seed), config.robust_noise)
             view_false_alarms = float((score_images(phi, views) >= 0.5).float().mean())
         report.update(
-            judged_on=judged_on if len(probe) else None,
-            steps=trainer.step,
-            kept_step=trainer.best["step"] if trainer.best else trainer.step,
-            quality_by_step=[list(pair) for pair in trainer.scores],
+            self._training_record(trainer, judged_on if len(probe) else None),
             view_false_alarms=view_false_alarms,
         )
         self.surrogate_ = None if distiller is None else distiller.detector
@@ -326,14 +302,79 @@ class CounterfactualAnomalyExplainer(Attribution):
             self.surrogate_report_ = fidelity(phi, distiller.detector, held_out, probe, flat)
             report["surrogate"] = self.surrogate_report_
         self.fit_report_ = report
+        if world.is_main:
+            self._warn_if_failed(report)
+        return self
+
+    @staticmethod
+    def _read_loaders(
+        normal_loader: Iterable[Any],
+        outlier_loader: Optional[Iterable[Any]],
+        reference_loader: Optional[Iterable[Any]],
+    ) -> Tuple[Images, Optional[Tensor], Optional[Tensor]]:
+        """``fit``'s normal images (read as :func:`~captum_cfx.streaming.read_images` reads
+        them), and its outliers and reference images (in memory; None when not given), each
+        checked, all of one shape."""
+        normal = read_images(normal_loader, "normal_loader")
+        outliers = (
+            None if outlier_loader is None else gather_images(outlier_loader, "outlier_loader")
+        )
+        reference = (
+            None
+            if reference_loader is None
+            else gather_images(reference_loader, "reference_loader")
+        )
+        for name, images in (("outlier_loader", outliers), ("reference_loader", reference)):
+            if images is not None and images.shape[1:] != normal.shape[1:]:
+                raise ValueError(
+                    f"{name}'s images are {tuple(images.shape[1:])}, normal_loader's "
+                    f"{tuple(normal.shape[1:])}; they must match."
+                )
+        return normal, outliers, reference
+
+    def _training_budget(
+        self, steps: Union[int, str], max_steps: int, checkpoint_every: int
+    ) -> Tuple[int, int]:
+        """``fit``'s (steps in all, patience) from its ``steps``, ``max_steps`` and
+        ``checkpoint_every``, each checked, and ``n_concepts`` checked."""
+        if not isinstance(self.n_concepts, int) or self.n_concepts < 1:
+            raise ValueError(f"n_concepts must be a positive int, got {self.n_concepts!r}.")
+        if steps == "auto":
+            steps_in_all, patience = max_steps, PATIENCE
+        elif isinstance(steps, int) and not isinstance(steps, bool):
+            steps_in_all, patience = steps, 0
+        else:
+            raise ValueError(f"steps must be a positive int or 'auto', got {steps!r}.")
+        if steps_in_all < 1 or checkpoint_every < 1:
+            raise ValueError(
+                "steps (max_steps with steps='auto') and checkpoint_every must be positive, got "
+                f"{steps_in_all} and {checkpoint_every}."
+            )
+        return steps_in_all, patience
+
+    @staticmethod
+    def _training_record(
+        trainer: CounterfactualTrainer, judged_on: Optional[str]
+    ) -> Dict[str, Any]:
+        """What ``fit_report_`` says of the training: where the judged anomalies came from,
+        the steps trained, the step of the kept G and the judgement at every scoring."""
+        return {
+            "judged_on": judged_on,
+            "steps": trainer.step,
+            "kept_step": trainer.best["step"] if trainer.best else trainer.step,
+            "quality_by_step": [list(pair) for pair in trainer.scores],
+        }
+
+    @staticmethod
+    def _warn_if_failed(report: Dict[str, Any]) -> None:
+        """A :class:`FitWarning` naming every failure of the held-out judgement ``report``."""
         problems = failures(report)
-        if problems and world.is_main:
+        if problems:
             warnings.warn(
                 "the explainer failed its held-out judgement: " + "; ".join(problems) + ".",
                 FitWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-        return self
 
     @staticmethod
     def _device_for(phi: AnomalyDetector, device: Union[str, torch.device, None]) -> torch.device:
@@ -403,9 +444,10 @@ class CounterfactualAnomalyExplainer(Attribution):
     # -- explaining -----------------------------------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "generator_"):
+            name = type(self).__name__
             raise NotFittedError(
-                "this CounterfactualAnomalyExplainer is not fitted yet; call "
-                "fit(detector, normal_loader) or CounterfactualAnomalyExplainer.load(path) first."
+                f"this {name} is not fitted yet; call fit(detector, normal_loader) or "
+                f"{name}.load(path) first."
             )
 
     def _check_inputs(self, inputs: Tensor, clamp_inputs: bool = False) -> Tensor:
@@ -672,6 +714,9 @@ class CounterfactualAnomalyExplainer(Attribution):
         return (attribution,) if is_tuple else attribution  # type: ignore[return-value]
 
     # -- persistence ----------------------------------------------------------------------
+    #: The ``format`` that ``save`` writes into config.json and ``load`` accepts.
+    saved_format = FORMAT
+
     def save(self, path: Union[str, Path]) -> Path:
         """Write the fitted explainer into the folder ``path``.
 
@@ -689,6 +734,19 @@ class CounterfactualAnomalyExplainer(Attribution):
         if not is_writer():
             return folder
         folder.mkdir(parents=True, exist_ok=True)
+        weights, config = self._saved_state(folder)
+        for name, state in weights.items():
+            if any(not torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+                raise ValueError(f"the {name} weights hold NaN or Inf; refusing to save them.")
+        atomic_save(weights, folder / WEIGHTS_FILE)
+        atomic_write_text(json.dumps(config, indent=2), folder / CONFIG_FILE)
+        atomic_write_text(json.dumps(self.history_), folder / HISTORY_FILE)
+        atomic_write_text(json.dumps(self.fit_report_, indent=2), folder / REPORT_FILE)
+        return folder
+
+    def _saved_state(self, folder: Path) -> Tuple[Dict[str, Dict[str, Tensor]], Dict[str, Any]]:
+        """(weights, config) for :meth:`save` to write into ``folder``: named state dicts of
+        tensors, and a JSON-ready dict."""
         phi = self.forward_func if isinstance(self.forward_func, AnomalyDetector) else None
         weights = {
             "generator": self.generator_.state_dict(),
@@ -702,7 +760,7 @@ class CounterfactualAnomalyExplainer(Attribution):
             ),
         }
         config = {
-            "format": FORMAT,
+            "format": self.saved_format,
             "format_version": FORMAT_VERSION,
             "captum_cfx_version": __version__,
             "n_concepts": self.n_concepts_,
@@ -717,14 +775,7 @@ class CounterfactualAnomalyExplainer(Attribution):
                 "score_key": phi.score_key,
             },
         }
-        for name, state in weights.items():
-            if any(not torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
-                raise ValueError(f"the {name} weights hold NaN or Inf; refusing to save them.")
-        atomic_save(weights, folder / WEIGHTS_FILE)
-        atomic_write_text(json.dumps(config, indent=2), folder / CONFIG_FILE)
-        atomic_write_text(json.dumps(self.history_), folder / HISTORY_FILE)
-        atomic_write_text(json.dumps(self.fit_report_, indent=2), folder / REPORT_FILE)
-        return folder
+        return weights, config
 
     @classmethod
     def load(
@@ -743,6 +794,23 @@ class CounterfactualAnomalyExplainer(Attribution):
             explainer, come from a newer format, or do not fit together.
         """
         folder = Path(path)
+        config, weights = cls._read_saved(folder)
+        gen_config = GeneratorConfig.from_dict(config["generator_config"])
+        explainer = cls(n_concepts=int(config["n_concepts"]), config=gen_config)
+        size = (int(config["input_shape"][1]), int(config["input_shape"][2]))
+        generator, _, concept_classifier = build_networks(
+            int(config["input_shape"][0]), explainer.n_concepts, gen_config, size
+        )
+        cls._load_weights(
+            folder, weights, generator=generator, concept_classifier=concept_classifier
+        )
+        explainer._restore(folder, config, weights, detector, generator, concept_classifier)
+        return explainer
+
+    @classmethod
+    def _read_saved(cls, folder: Path) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+        """(config, weights) of a folder :meth:`save` wrote, checked: the files are there,
+        the format is this class's and this version's, the weights plain tensors."""
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             if not (folder / name).is_file():
                 raise FileNotFoundError(
@@ -752,9 +820,16 @@ class CounterfactualAnomalyExplainer(Attribution):
             config = json.loads((folder / CONFIG_FILE).read_text())
         except json.JSONDecodeError as err:
             raise ValueError(f"{folder / CONFIG_FILE} is not valid JSON: {err}") from err
-        if not isinstance(config, dict) or config.get("format") != FORMAT:
+        saved = config.get("format") if isinstance(config, dict) else None
+        if saved != cls.saved_format:
             raise ValueError(
-                f"{folder} does not hold a captum_cfx explainer (config format mismatch)."
+                f"{folder} does not hold a {cls.__name__} (config format mismatch: it holds "
+                f"{saved!r}); "
+                + (
+                    f"read it with {saved.split('.')[-1]}.load."
+                    if isinstance(saved, str) and saved.startswith("captum_cfx.")
+                    else "is it a folder written by save()?"
+                )
             )
         if config.get("format_version") != FORMAT_VERSION:
             raise ValueError(
@@ -768,20 +843,31 @@ class CounterfactualAnomalyExplainer(Attribution):
                 f"{folder / WEIGHTS_FILE} is not a plain tensor file and was refused without "
                 f"running it ({type(err).__name__}). Re-save the explainer with save()."
             ) from err
-        gen_config = GeneratorConfig.from_dict(config["generator_config"])
-        channels = int(config["input_shape"][0])
-        explainer = cls(n_concepts=int(config["n_concepts"]), config=gen_config)
-        size = (int(config["input_shape"][1]), int(config["input_shape"][2]))
-        generator, _, concept_classifier = build_networks(
-            channels, explainer.n_concepts, gen_config, size
-        )
+        return config, weights
+
+    @staticmethod
+    def _load_weights(folder: Path, weights: Dict[str, Any], **modules: torch.nn.Module) -> None:
+        """Load ``weights[name]`` into each of ``modules`` (name=module); a missing or
+        mismatched entry is a ValueError that names the folder."""
         try:
-            generator.load_state_dict(weights["generator"])
-            concept_classifier.load_state_dict(weights["concept_classifier"])
+            for name, module in modules.items():
+                module.load_state_dict(weights[name])
         except (KeyError, RuntimeError, TypeError) as err:
             raise ValueError(
                 f"{folder / WEIGHTS_FILE} does not match its config.json: {err}"
             ) from err
+
+    def _restore(
+        self,
+        folder: Path,
+        config: Dict[str, Any],
+        weights: Dict[str, Any],
+        detector: Optional[Any],
+        generator: torch.nn.Module,
+        concept_classifier: torch.nn.Module,
+    ) -> None:
+        """Set the learned state that :meth:`load` reads from ``folder``'s ``config`` and
+        ``weights``, with the loaded G and R and the user's ``detector`` (or None)."""
         if detector is not None:
             saved = config.get("detector") or {}
             phi = as_detector(
@@ -792,27 +878,24 @@ class CounterfactualAnomalyExplainer(Attribution):
             )
             if weights.get("detector_calibration") and not isinstance(detector, AnomalyDetector):
                 phi.load_state_dict(weights["detector_calibration"])
-            explainer.forward_func = phi
-        explainer.config_ = gen_config
+            self.forward_func = phi
+        self.config_ = GeneratorConfig.from_dict(config["generator_config"])
         if weights.get("normal_reference"):
-            explainer.normal_reference_ = NormalReference.from_state_dict(
-                weights["normal_reference"]
-            )
-        explainer.surrogate_ = None
+            self.normal_reference_ = NormalReference.from_state_dict(weights["normal_reference"])
+        self.surrogate_ = None
         if weights.get("surrogate"):
-            net = SurrogateNet(channels)
+            net = SurrogateNet(int(config["input_shape"][0]))
             net.load_state_dict(weights["surrogate"])
-            explainer.surrogate_ = as_detector(net.eval(), calibration="sigmoid")
-        explainer.generator_ = generator.eval()
-        explainer.concept_classifier_ = concept_classifier.eval()
+            self.surrogate_ = as_detector(net.eval(), calibration="sigmoid")
+        self.generator_ = generator.eval()
+        self.concept_classifier_ = concept_classifier.eval()
         history_path = folder / HISTORY_FILE
-        explainer.history_ = json.loads(history_path.read_text()) if history_path.is_file() else {}
+        self.history_ = json.loads(history_path.read_text()) if history_path.is_file() else {}
         report_path = folder / REPORT_FILE
-        explainer.fit_report_ = json.loads(report_path.read_text()) if report_path.is_file() else {}
-        explainer.surrogate_report_ = explainer.fit_report_.get("surrogate")
-        explainer.n_concepts_ = explainer.n_concepts
-        explainer.input_shape_ = tuple(int(v) for v in config["input_shape"])
-        return explainer
+        self.fit_report_ = json.loads(report_path.read_text()) if report_path.is_file() else {}
+        self.surrogate_report_ = self.fit_report_.get("surrogate")
+        self.n_concepts_ = self.n_concepts
+        self.input_shape_ = tuple(int(v) for v in config["input_shape"])
 
 
 __all__ = ["CounterfactualAnomalyExplainer", "ExplanationWarning", "FitWarning", "NotFittedError"]

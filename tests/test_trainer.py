@@ -5,14 +5,15 @@ targets, G's weights' moving average (``ema_decay``) and the best-judged snapsho
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Optional
+from typing import List, Optional
 
 import pytest
 import torch
-from helpers import TINY, bright_square_images
+from helpers import TINY, BrightSquare, bright_square_images
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
-from captum_cfx import GeneratorConfig, as_detector
+from captum_cfx import CounterfactualAnomalyExplainer, GeneratorConfig, as_detector
 from captum_cfx.generative.augment import robust_view
 from captum_cfx.generative.trainer import FLOOR_SAMPLE, CounterfactualTrainer
 
@@ -277,3 +278,53 @@ def test_ema_decay_keeps_gs_weights_moving_average_and_resumes_it(monkeypatch):
 def test_ema_decay_is_checked(decay):
     with pytest.raises(ValueError, match=r"ema_decay must lie in \[0, 1\)"):
         GeneratorConfig(ema_decay=decay)
+
+
+def _conv_output_dtypes(monkeypatch) -> List[torch.dtype]:
+    """The dtype of every convolution's output from now on, in order (G's, D's, R's)."""
+    dtypes: List[torch.dtype] = []
+    original = nn.Conv2d.forward
+
+    def recording(self, x):
+        out = original(self, x)
+        dtypes.append(out.dtype)
+        return out
+
+    monkeypatch.setattr(nn.Conv2d, "forward", recording)
+    return dtypes
+
+
+def test_on_a_bf16_device_the_forward_passes_run_in_bfloat16_and_the_weights_stay_float32(
+    monkeypatch,
+):
+    # CUDA is where the library turns bfloat16 autocast on; the CPU's autocast runs the same
+    # code path here, so that the step is checked end to end without a GPU.
+    monkeypatch.setattr("captum_cfx._device.BF16_DEVICE_TYPES", ("cuda", "cpu"))
+    dtypes = _conv_output_dtypes(monkeypatch)
+    normal = bright_square_images(64, False, seed=1, flat=True)
+    trainer = _trainer(normal, n_concepts=2)
+    before = [p.detach().clone() for p in trainer.generator.parameters()]
+    record = trainer.train_step()
+    assert torch.bfloat16 in dtypes
+    assert all(value is None or torch.isfinite(torch.tensor(value)) for value in record.values())
+    after = list(trainer.generator.parameters())
+    assert all(p.dtype == torch.float32 for p in after)
+    assert any(not torch.equal(a, b) for a, b in zip(after, before))
+
+
+def test_on_the_cpu_a_training_step_runs_in_float32(monkeypatch):
+    dtypes = _conv_output_dtypes(monkeypatch)
+    _trainer(bright_square_images(64, False, seed=1, flat=True)).train_step()
+    assert dtypes and set(dtypes) == {torch.float32}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fit_on_cuda_trains_there_and_returns_cpu_counterfactuals():
+    normal = DataLoader(TensorDataset(bright_square_images(64, False, seed=1)), batch_size=16)
+    explainer = CounterfactualAnomalyExplainer(n_concepts=2, config=TINY).fit(
+        BrightSquare(), normal, steps=20, device="cuda", progress=False
+    )
+    assert next(explainer.generator_.parameters()).device.type == "cuda"
+    cfs = explainer.counterfactuals(bright_square_images(4, True, seed=2))
+    assert cfs.shape == (4, 2, 1, 16, 16) and cfs.device.type == "cpu"
+    assert torch.isfinite(cfs).all()

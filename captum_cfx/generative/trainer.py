@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
+from captum_cfx._device import mixed_precision
 from captum_cfx._io import atomic_save
 from captum_cfx.detectors.adapter import AnomalyDetector, phi_from_logit, score_images
 from captum_cfx.detectors.surrogate import REFRESH_STEPS, SurrogateDistiller
@@ -218,65 +219,71 @@ class CounterfactualTrainer:
         with torch.no_grad():
             score = self.detector(x).float()
         alpha, concept, other = self.sample_conditions(rows)
-        # Every image is generated for concept k and for another concept k' (distinctness).
-        x_twice, alpha_twice, score_twice = (torch.cat([t, t]) for t in (x, alpha, score))
-        concept_pair = torch.cat([concept, other])
-        rows_twice = Rows(torch.cat([rows.positions, rows.total + rows.positions]), 2 * rows.total)
-        x_bar = G(x_twice, alpha_twice, concept_pair)
-        x_tilde = G(x_bar, score_twice, concept_pair)
-        x_rec = G(x, score, concept)
+        with mixed_precision(self.device):
+            # Every image is generated for concept k and for another concept k' (distinctness).
+            x_twice, alpha_twice, score_twice = (torch.cat([t, t]) for t in (x, alpha, score))
+            concept_pair = torch.cat([concept, other])
+            rows_twice = Rows(
+                torch.cat([rows.positions, rows.total + rows.positions]), 2 * rows.total
+            )
+            x_bar = G(x_twice, alpha_twice, concept_pair)
+            x_tilde = G(x_bar, score_twice, concept_pair)
+            x_rec = G(x, score, concept)
 
-        # 1. GAN, discriminator update. A conditional D judges (image, phi's score) pairs; the
-        # counterfactuals' scores are phi's on the images themselves, as for the real ones.
-        # phi's logits on x_bar itself serve both D's condition and the calibrated views.
-        with torch.no_grad():
-            image_logit_bar = self.detector.logit(x_bar).float()
-            image_logit_tilde = self.detector.logit(x_tilde).float()
-        score_bar = phi_from_logit(image_logit_bar)
-        d_real = D(diff_augment(x, self.rng, rows=rows), score)
-        d_fake = D(diff_augment(x_bar.detach(), self.rng, rows=rows_twice), score_bar)
-        loss_d = losses.loss_discriminator(d_real, d_fake)
+            # 1. GAN, discriminator update. A conditional D judges (image, phi's score) pairs; the
+            # counterfactuals' scores are phi's on the images themselves, as for the real ones.
+            # phi's logits on x_bar itself serve both D's condition and the calibrated views.
+            with torch.no_grad():
+                image_logit_bar = self.detector.logit(x_bar).float()
+                image_logit_tilde = self.detector.logit(x_tilde).float()
+            score_bar = phi_from_logit(image_logit_bar)
+            d_real = D(diff_augment(x, self.rng, rows=rows), score)
+            d_fake = D(diff_augment(x_bar.detach(), self.rng, rows=rows_twice), score_bar)
+            loss_d = losses.loss_discriminator(d_real, d_fake)
         reported = self._checked_means({"loss_d": loss_d})
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
 
         # G and R: the five loss groups.
-        n = len(x)
-        # L_phi reads phi's logit on each image itself, with the gradient through its robust
-        # view: a detector can score a view far above the image (blur and noise it never
-        # saw), and targets met on the views would leave the images far below normal.
-        view_bar = robust_view(x_bar, self.rng, cfg.robust_noise, rows=rows_twice)
-        view_tilde = robust_view(x_tilde, self.rng, cfg.robust_noise, rows=rows_twice)
-        logit_bar = self._calibrated(self.detector.logit(view_bar).float(), image_logit_bar)
-        logit_tilde = self._calibrated(self.detector.logit(view_tilde).float(), image_logit_tilde)
-        # The flagged inputs' alpha = 0 counterfactuals: those the normality AuROC judges.
-        judged = (alpha_twice == 0) & (score_twice >= 0.5)
-        # D itself, not in DistributedDataParallel: G's loss needs no averaged D gradients.
-        d_bar = self.discriminator(diff_augment(x_bar, self.rng, rows=rows_twice), score_bar)
-        terms = {
-            "loss_gan": losses.loss_gan(d_bar),
-            "loss_phi": self._loss_phi(
-                alpha_twice, score_twice, concept_pair, judged, logit_bar, logit_tilde
-            ),
-            "loss_rec": losses.loss_rec(x_rec, x),
-            "loss_cyc": losses.loss_cyc(x_tilde, x_twice),
-            "loss_con": losses.loss_con(
-                R(x_twice, x_bar), R(x_bar, x_tilde), R(x, x_rec), concept_pair, self.n_concepts
-            ),
-            "loss_distinct": losses.loss_distinct(
-                x_bar[:n], x_bar[n:], cfg.distinct_margin, cfg.concept_pool
-            ),
-        }
-        weights = {
-            "loss_gan": cfg.lambda_gan,
-            "loss_phi": cfg.lambda_phi,
-            "loss_rec": cfg.lambda_rec,
-            "loss_cyc": cfg.lambda_cyc,
-            "loss_con": cfg.lambda_con,
-            "loss_distinct": cfg.lambda_distinct,
-        }
-        total = sum((weights[name] * term for name, term in terms.items()), x.new_zeros(()))
+        with mixed_precision(self.device):
+            n = len(x)
+            # L_phi reads phi's logit on each image itself, with the gradient through its robust
+            # view: a detector can score a view far above the image (blur and noise it never
+            # saw), and targets met on the views would leave the images far below normal.
+            view_bar = robust_view(x_bar, self.rng, cfg.robust_noise, rows=rows_twice)
+            view_tilde = robust_view(x_tilde, self.rng, cfg.robust_noise, rows=rows_twice)
+            logit_bar = self._calibrated(self.detector.logit(view_bar).float(), image_logit_bar)
+            logit_tilde = self._calibrated(
+                self.detector.logit(view_tilde).float(), image_logit_tilde
+            )
+            # The flagged inputs' alpha = 0 counterfactuals: those the normality AuROC judges.
+            judged = (alpha_twice == 0) & (score_twice >= 0.5)
+            # D itself, not in DistributedDataParallel: G's loss needs no averaged D gradients.
+            d_bar = self.discriminator(diff_augment(x_bar, self.rng, rows=rows_twice), score_bar)
+            terms = {
+                "loss_gan": losses.loss_gan(d_bar),
+                "loss_phi": self._loss_phi(
+                    alpha_twice, score_twice, concept_pair, judged, logit_bar, logit_tilde
+                ),
+                "loss_rec": losses.loss_rec(x_rec, x),
+                "loss_cyc": losses.loss_cyc(x_tilde, x_twice),
+                "loss_con": losses.loss_con(
+                    R(x_twice, x_bar), R(x_bar, x_tilde), R(x, x_rec), concept_pair, self.n_concepts
+                ),
+                "loss_distinct": losses.loss_distinct(
+                    x_bar[:n], x_bar[n:], cfg.distinct_margin, cfg.concept_pool
+                ),
+            }
+            weights = {
+                "loss_gan": cfg.lambda_gan,
+                "loss_phi": cfg.lambda_phi,
+                "loss_rec": cfg.lambda_rec,
+                "loss_cyc": cfg.lambda_cyc,
+                "loss_con": cfg.lambda_con,
+                "loss_distinct": cfg.lambda_distinct,
+            }
+            total = sum((weights[name] * term for name, term in terms.items()), x.new_zeros(()))
         reported.update(self._checked_means({**terms, "loss_total": total}))
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
