@@ -6,6 +6,7 @@ import warnings
 from html.parser import HTMLParser
 from typing import Dict, List, Optional, Tuple
 
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -49,6 +50,24 @@ def tiny_fitted_explainer(steps: int = 20) -> CounterfactualAnomalyExplainer:
         return CounterfactualAnomalyExplainer(n_concepts=2, config=TINY).fit(
             BrightSquare(), normal, steps=steps, progress=False
         )
+
+
+def tiny_autoencoder_kl(channels: int = 3):
+    """A diffusers ``AutoencoderKL`` with random weights, two levels (f = 2), 4 latent
+    channels; skips the test when diffusers is not installed."""
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    return diffusers.AutoencoderKL(
+        in_channels=channels,
+        out_channels=channels,
+        latent_channels=4,
+        block_out_channels=(8, 8),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        layers_per_block=1,
+        norm_num_groups=4,
+        sample_size=16,
+    )
 
 
 class PageParser(HTMLParser):

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, BrightSquare, bright_square_images
+from helpers import TINY, BrightSquare, bright_square_images, tiny_autoencoder_kl
 from torch.utils.data import DataLoader, TensorDataset
 
 from captum_cfx import CounterfactualAnomalyExplainer, FitWarning, LatentCounterfactualExplainer
@@ -181,22 +181,6 @@ def test_captum_cfx_imports_without_diffusers_and_says_how_to_install_it(tmp_pat
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "captum-cfx[diffusion]" in out.stdout
-
-
-def tiny_autoencoder_kl(channels: int = 3):
-    diffusers = pytest.importorskip("diffusers")
-    torch.manual_seed(0)
-    return diffusers.AutoencoderKL(
-        in_channels=channels,
-        out_channels=channels,
-        latent_channels=4,
-        block_out_channels=(8, 8),
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        layers_per_block=1,
-        norm_num_groups=4,
-        sample_size=16,
-    )
 
 
 def test_autoencoder_kl_from_a_folder_fits_saves_and_loads(tmp_path):
