@@ -4,7 +4,7 @@ G, D and R take images in [0, 1]; G' is a :class:`~captum_cfx.generative.network
 that takes latents mapped affinely into [0, 1] (:class:`LatentRange`), so the trainer, the
 networks and the five loss groups are those of the pixel path, unchanged. phi reaches G'
 through the decoder (:class:`LatentDetector`, phi(A_dec(z))), and the explainer's G is
-A_dec(G'(A_enc(x), alpha, k)) (:class:`LatentGenerator`, docs/method.rst).
+A_dec(G'(A_enc(x), alpha, k)) (:class:`LatentGenerator`, docs/latent.rst).
 """
 
 from __future__ import annotations

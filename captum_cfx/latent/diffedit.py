@@ -1,4 +1,4 @@
-"""DiffEdit rendering of latent counterfactuals (psi in docs/method.rst's diffusion extension).
+"""DiffEdit rendering of latent counterfactuals (the paper's psi; docs/latent.rst).
 
 G' edits the latent of an image towards normal; a Stable Diffusion DiffEdit pipeline
 (diffusers' ``StableDiffusionDiffEditPipeline``) then renders the edit at full resolution:
