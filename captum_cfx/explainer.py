@@ -9,12 +9,24 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional, Sequence, Tuple, TypeVar, Union
+from typing import (
+    Any,
+    Dict,
+    Iterable,
+    Iterator,
+    Optional,
+    Sequence,
+    Sized,
+    Tuple,
+    TypeVar,
+    Union,
+)
 
 import torch
 from captum.attr import Attribution
 from captum.log import log_usage
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from captum_cfx._device import resolve_device
 from captum_cfx._io import atomic_save, atomic_write_text
@@ -24,6 +36,7 @@ from captum_cfx.detectors.adapter import (
     AnomalyDetector,
     CalibrationNotice,
     as_detector,
+    iterate_images,
     score_images,
 )
 from captum_cfx.detectors.surrogate import (
@@ -542,6 +555,41 @@ class CounterfactualAnomalyExplainer(Attribution):
         for k in range(self.n_concepts_):
             self._warn_not_normal(out[:, k], k, target)
         return out
+
+    def iter_counterfactuals(
+        self,
+        loader: Iterable[Any],
+        target_score: float = 0.0,
+        internal_batch_size: Optional[int] = None,
+        progress: bool = True,
+    ) -> Iterator[Tuple[Tensor, Tensor]]:
+        """Stream the counterfactuals of a loader of any size, a batch at a time.
+
+        Args:
+            loader: yields images (B, C, H, W) in [0, 1] or (images, labels, ...) tuples (a
+                ``DataLoader``, a list of tensors, a generator); a tensor (N, C, H, W) is
+                read 256 images at a time.
+            target_score: as in :meth:`counterfactual`.
+            internal_batch_size: as in :meth:`counterfactual`, within each batch.
+            progress: show a progress bar over the batches.
+
+        Yields:
+            ``(images, counterfactuals)`` per batch: the batch's images (B, C, H, W) and their
+            K counterfactuals (B, K, C, H, W). Nothing is read before it is asked for and
+            nothing is kept after it is yielded, so memory is one batch's, whatever the
+            number of images. An ``ExplanationWarning`` names a batch's images by their
+            position in that batch.
+
+        Examples::
+
+            >>> for images, cfs in explainer.iter_counterfactuals(test_loader):
+            ...     save(images, cfs)  # write as they come
+        """
+        self._check_fitted()
+        total = len(loader) if isinstance(loader, Sized) else None
+        batches = tqdm(iterate_images(loader), total=total, disable=not progress, unit="batch")
+        for images in batches:
+            yield images, self.counterfactuals(images, target_score, internal_batch_size)
 
     def _phi_scores(self, images: Tensor) -> Tensor:
         """phi of images (N, C, H, W), moved to the detector's device, as a CPU tensor (N,)."""

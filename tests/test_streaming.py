@@ -8,11 +8,11 @@ import warnings
 
 import pytest
 import torch
-from helpers import TINY, BrightSquare, bright_square_images
+from helpers import TINY, BrightSquare, bright_square_images, tiny_fitted_explainer
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torchvision.utils import save_image
 
-from captum_cfx import CounterfactualAnomalyExplainer, FitWarning
+from captum_cfx import CounterfactualAnomalyExplainer, FitWarning, NotFittedError
 from captum_cfx.data import load_image_folder
 from captum_cfx.data.folder import FolderImages
 from captum_cfx.streaming import DatasetImages, read_images
@@ -103,3 +103,42 @@ def test_other_loaders_are_read_whole_and_bad_datasets_are_named():
         DatasetImages(mixed, "normal_loader")[torch.arange(2)]
     with pytest.raises(TypeError, match="ToTensor"):
         DatasetImages([[1.0]], "normal_loader")
+
+
+def test_iter_counterfactuals_streams_a_loader_batch_by_batch_as_counterfactuals_does():
+    explainer = tiny_fitted_explainer()
+    images = bright_square_images(20, True, seed=3)
+    loader = DataLoader(TensorDataset(images, torch.zeros(20)), batch_size=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a 20-step explainer leaves most images flagged
+        streamed = list(explainer.iter_counterfactuals(loader, progress=False))
+        whole = explainer.counterfactuals(images)
+    assert [len(batch) for batch, _ in streamed] == [8, 8, 4]
+    torch.testing.assert_close(torch.cat([batch for batch, _ in streamed]), images)
+    torch.testing.assert_close(torch.cat([cfs for _, cfs in streamed]), whole)
+
+
+def test_iter_counterfactuals_reads_a_batch_only_when_it_is_asked_for():
+    explainer = tiny_fitted_explainer()
+    read = []
+
+    def batches():
+        for seed in range(3):
+            read.append(seed)
+            yield bright_square_images(4, True, seed=seed)
+
+    stream = explainer.iter_counterfactuals(batches(), progress=False)
+    assert read == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        images, cfs = next(stream)
+    assert read == [0] and cfs.shape == (4, 2, 1, 16, 16)
+
+
+def test_iter_counterfactuals_refuses_an_unfitted_explainer():
+    with pytest.raises(NotFittedError):
+        next(
+            CounterfactualAnomalyExplainer(n_concepts=2).iter_counterfactuals(
+                [torch.rand(2, 1, 16, 16)]
+            )
+        )
