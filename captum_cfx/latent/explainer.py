@@ -154,6 +154,7 @@ class LatentCounterfactualExplainer(CounterfactualAnomalyExplainer):
         device = self._device_for(phi, device)
         normal, held_out = holdout(normal, seed)
         normal, held_out = normal.to(device), held_out.to(device)
+        outliers = None if outliers is None else outliers.to(device)
         autoencoder = self._fitted_autoencoder(normal, device, seed, progress, checkpoint_dir)
         latents = encode_images(autoencoder, normal, device)
         latent_range = LatentRange.of(latents).to(device)
