@@ -2,11 +2,12 @@
 person can see?
 
 ``fit`` records what normal images look like (:class:`NormalReference`); :func:`diagnose`
-reads every counterfactual of an image against it and flags the four ways an explanation
+reads every counterfactual of an image against it and flags the five ways an explanation
 fails: it is not normal to phi (``not_normal``), it draws a mark where no normal image has
-ink (``off_support``: phi accepts a shortcut), phi calls it normal though it came no closer
-to any normal image than the input was (``adversarial``), or another concept made the same
-edit (``same_as_other_concept``).
+ink (``off_support``: phi accepts a shortcut), it fades the image to half the contrast of
+almost any normal image (``faded``: phi accepts an image with little in it), phi calls it normal
+though it came no closer to any normal image than the input was (``adversarial``), or another
+concept made the same edit (``same_as_other_concept``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from captum_cfx.metrics import OFF_SUPPORT_MIN_MASS, normal_support, off_support_mass
+from captum_cfx.metrics import OFF_SUPPORT_MIN_MASS, contrast, normal_support, off_support_mass
 
 if TYPE_CHECKING:
     from captum_cfx.streaming import Images
@@ -35,6 +36,14 @@ ADVERSARIAL_RATIO = 0.95
 SAME_EDIT_RATIO = 0.2
 #: ``off_support``: the share of held-out normal images allowed to exceed the limit.
 OFF_SUPPORT_QUANTILE = 0.99
+#: ``faded``: the limit is ``FAINT_SHARE`` of the contrast that all but ``FAINT_QUANTILE`` of
+#: the held-out normal images show (a margin, so that a smoother rendering of a noisy normal
+#: image is not taken for a faded one).
+FAINT_QUANTILE = 0.01
+FAINT_SHARE = 0.5
+#: ``faded``: the counterfactual also keeps less than this share of the input's contrast (an
+#: input that was faint itself is not faded by its counterfactual).
+FADE_RATIO = 0.8
 
 
 def features(images: Tensor) -> Tensor:
@@ -54,11 +63,15 @@ class NormalReference:
         off_support_limit: the ink off the support (:func:`~captum_cfx.metrics.off_support_mass`)
             above which a counterfactual is flagged: at least ``OFF_SUPPORT_MIN_MASS``, and
             above what all but 1% of the held-out normal images show themselves.
+        faint_limit: the :func:`~captum_cfx.metrics.contrast` below which a counterfactual is
+            faded: half of what all but 1% of the held-out normal images show (0, no flag,
+            when none was held out).
     """
 
     support: Tensor
     features: Tensor
     off_support_limit: Tensor
+    faint_limit: Tensor
 
     @classmethod
     def from_images(cls, normal: Images, held_out: Tensor, seed: int) -> NormalReference:
@@ -69,11 +82,12 @@ class NormalReference:
         order = torch.randperm(len(normal), generator=torch.Generator().manual_seed(seed))
         kept = normal[order[:REFERENCE_MAX].to(normal.device)]
         support = normal_support(kept)
-        limit = torch.tensor(OFF_SUPPORT_MIN_MASS)
+        limit, faint = torch.tensor(OFF_SUPPORT_MIN_MASS), torch.tensor(0.0)
         if len(held_out):
             mass = off_support_mass(held_out, torch.zeros_like(held_out), support)
             limit = torch.maximum(limit, mass.quantile(OFF_SUPPORT_QUANTILE).cpu())
-        return cls(support.cpu(), features(kept).cpu(), limit.float())
+            faint = FAINT_SHARE * contrast(held_out.float()).quantile(FAINT_QUANTILE).cpu()
+        return cls(support.cpu(), features(kept).cpu(), limit.float(), faint.float())
 
     def state_dict(self) -> Dict[str, Tensor]:
         """The tensors to save."""
@@ -81,12 +95,15 @@ class NormalReference:
             "support": self.support,
             "features": self.features,
             "off_support_limit": self.off_support_limit,
+            "faint_limit": self.faint_limit,
         }
 
     @classmethod
     def from_state_dict(cls, state: Dict[str, Tensor]) -> NormalReference:
-        """The inverse of :meth:`state_dict`."""
-        return cls(state["support"], state["features"], state["off_support_limit"])
+        """The inverse of :meth:`state_dict` (an explainer saved before ``faint_limit`` existed
+        loads without the ``faded`` flag)."""
+        faint = state.get("faint_limit", torch.tensor(0.0))
+        return cls(state["support"], state["features"], state["off_support_limit"], faint)
 
     def nearest_distance(self, images: Tensor) -> Tensor:
         """Images (N, C, H, W) -> mean absolute distance (N,) of their features to the nearest
@@ -96,9 +113,9 @@ class NormalReference:
 
 
 #: The measures :func:`diagnose` reports per image and concept, besides phi.
-MEASURES = ("l1", "l2", "off_support_mass", "nearest_normal")
+MEASURES = ("l1", "l2", "off_support_mass", "contrast", "nearest_normal")
 #: The flags :func:`diagnose` raises, in the order they are named.
-FLAGS = ("not_normal", "off_support", "adversarial", "same_as_other_concept")
+FLAGS = ("not_normal", "off_support", "faded", "adversarial", "same_as_other_concept")
 
 
 def flag_names(report: Dict[str, Tensor]) -> List[List[List[str]]]:
@@ -129,9 +146,10 @@ def diagnose(
 
     Returns:
         CPU tensors: ``score_before`` (N,); ``score_after``, ``l1`` and ``l2`` (mean per-pixel
-        distances to the input), ``off_support_mass``, ``nearest_normal`` (the
-        counterfactual's feature distance to the nearest normal image), each (N, K);
-        ``nearest_normal_input`` (N,); boolean flags (N, K) ``not_normal``, ``off_support``,
+        distances to the input), ``off_support_mass``, ``contrast``
+        (:func:`~captum_cfx.metrics.contrast`), ``nearest_normal`` (the counterfactual's
+        feature distance to the nearest normal image), each (N, K); ``nearest_normal_input``
+        (N,); boolean flags (N, K) ``not_normal``, ``off_support``, ``faded``,
         ``adversarial``, ``same_as_other_concept``, and ``flagged``, any of them.
     """
     n, k = counterfactuals.shape[:2]
@@ -145,6 +163,8 @@ def diagnose(
     mass = off_support_mass(
         flat_cfs, x.repeat_interleave(k, 0), reference.support.to(flat_cfs)
     ).view(n, k)
+    shown = contrast(flat_cfs).view(n, k)
+    faded = (shown < reference.faint_limit) & (shown < FADE_RATIO * contrast(x)[:, None])
     nearest = reference.nearest_distance(flat_cfs).view(n, k)
     nearest_input = reference.nearest_distance(x)
     aimed_normal = target_score < 0.5
@@ -164,13 +184,15 @@ def diagnose(
         "l1": l1,
         "l2": l2,
         "off_support_mass": mass,
+        "contrast": shown,
         "nearest_normal": nearest,
         "nearest_normal_input": nearest_input,
         "not_normal": not_normal,
         "off_support": off_support,
+        "faded": faded,
         "adversarial": adversarial,
         "same_as_other_concept": same,
-        "flagged": not_normal | off_support | adversarial | same,
+        "flagged": not_normal | off_support | faded | adversarial | same,
     }
 
 

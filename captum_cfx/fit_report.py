@@ -186,10 +186,11 @@ def judge(
     Returns:
         ``n_judged``; per concept (``concepts``, a list of K dicts) ``validity`` (share with
         phi < 0.5), ``normality_auroc`` (against ``normal_scores``; 0.5 is ideal) and
-        ``proximity`` (mean per-pixel L1 to the input), ``off_support`` and ``adversarial``
-        (the shares :func:`~captum_cfx.diagnosis.diagnose` flags so); their means ``validity``,
-        ``normality_auroc`` and ``proximity``; ``distinctness`` (mean L1 between two
-        concepts' counterfactuals of one image over the mean proximity; None for K = 1);
+        ``proximity`` (mean per-pixel L1 to the input), ``off_support``, ``faded`` and
+        ``adversarial`` (the shares :func:`~captum_cfx.diagnosis.diagnose` flags so); their
+        means ``validity``, ``normality_auroc`` and ``proximity``; ``distinctness`` (mean L1
+        between two concepts' counterfactuals of one image over the mean proximity; None for
+        K = 1);
         ``false_alarms`` (share of the held-out normal images phi flags). Figures are None
         when there is nothing to judge.
     """
@@ -223,6 +224,7 @@ def judge(
                 else None,
                 "proximity": proximity(cfs[:, k], anomalies),
                 "off_support": float(flags["off_support"][:, k].float().mean()),
+                "faded": float(flags["faded"][:, k].float().mean()),
                 "adversarial": float(flags["adversarial"][:, k].float().mean()),
             }
         )
@@ -297,6 +299,7 @@ def failures(report: Dict[str, Any]) -> List[str]:
         )
     for name, share, what in (
         ("off_support", MAX_SHORTCUTS, "draw a mark where no normal image has ink"),
+        ("faded", MAX_SHORTCUTS, "fade the image to half the contrast of 99% of normal images"),
         ("adversarial", MAX_SHORTCUTS, "come no closer to any normal image than the input"),
     ):
         marked = [

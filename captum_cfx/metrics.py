@@ -250,6 +250,13 @@ def normal_support(normal: Tensor, quantile: float = 0.99) -> Tensor:
     return torch.quantile(normal.amax(1).flatten(1), quantile, dim=0).view(normal.shape[-2:])
 
 
+def contrast(images: Tensor) -> Tensor:
+    """How much an image shows, per image (N,): the standard deviation over its pixels of each
+    pixel's brightest channel, for images (N, C, H, W) in [0, 1]. A faded, dimmed or blanked
+    image has little."""
+    return images.amax(1).flatten(1).std(1)
+
+
 def off_support_mass(counterfactuals: Tensor, inputs: Tensor, support: Tensor) -> Tensor:
     """Ink neither the input nor normal images have where it is drawn, per image (N,).
 

@@ -1,4 +1,4 @@
-"""Diagnosing single explanations: the reference of normal images and the four flags."""
+"""Diagnosing single explanations: the reference of normal images and the five flags."""
 
 import pytest
 import torch
@@ -70,3 +70,34 @@ def test_fit_warns_when_most_of_a_concepts_counterfactuals_are_shortcuts():
     assert "no normal image has ink (concept 0: 80%)" in problem and "shortcut" in problem
     report["concepts"][1]["adversarial"] = 0.6
     assert any("no closer to any normal image" in p for p in failures(report))
+    report["concepts"][0]["faded"] = 0.7
+    assert any("fade the image" in p and "concept 0: 70%" in p for p in failures(report))
+
+
+def test_a_counterfactual_that_dims_the_image_is_faded_and_a_fainter_normal_one_is_not(reference):
+    anomaly = centred_squares(4, 2)
+    anomaly[:, :, 0:4, 0:4] = 0.9  # a second square: the anomaly
+    dimmed = 0.2 * anomaly  # phi may accept it; no normal image is this faint
+    fixed = centred_squares(4, 3)
+    cfs = torch.stack([fixed, dimmed], 1)
+    report = diagnose(anomaly, cfs, torch.full((4,), 0.9), torch.full((4, 2), 0.1), reference)
+    assert report["faded"][:, 1].all() and not report["faded"][:, 0].any()
+    assert (report["contrast"][:, 1] < reference.faint_limit).all()
+    # The normal images set the limit: all but about 1% of them show more.
+    shown = centred_squares(100, 4).amax(1).flatten(1).std(1)
+    assert float((shown < reference.faint_limit).float().mean()) <= 0.05
+    # An input already that faint is not faded by a counterfactual that keeps it so.
+    kept = diagnose(
+        dimmed, dimmed[:, None] + 0.001, torch.full((4,), 0.9), torch.full((4, 1), 0.1), reference
+    )
+    assert not kept["faded"].any()
+
+
+def test_a_reference_saved_before_the_faint_limit_loads_without_the_faded_flag(reference):
+    state = {k: v for k, v in reference.state_dict().items() if k != "faint_limit"}
+    old = NormalReference.from_state_dict(state)
+    anomaly = centred_squares(2, 2)
+    report = diagnose(
+        anomaly, 0.1 * anomaly[:, None], torch.full((2,), 0.9), torch.full((2, 1), 0.1), old
+    )
+    assert not report["faded"].any()
