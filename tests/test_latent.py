@@ -49,7 +49,7 @@ def fitted(squares):
 
 def test_own_autoencoder_fit_explains_images_through_the_latents(fitted, squares):
     x = squares[1]
-    assert fitted.latent_shape_ == (8, 8, 8)  # 32 px, the own autoencoder's f = 4
+    assert fitted.latent_shape_ == (4, 16, 16)  # 32 px, the own autoencoder's f = 2
     assert fitted.counterfactuals(x).shape == (8, 2, 1, 32, 32)
     assert fitted.traverse(x, 1, [0.9, 0.0]).shape == (8, 2, 1, 32, 32)
     (attribution,) = fitted.attribute((x,), concept=1)
@@ -108,7 +108,10 @@ def test_save_load_round_trip_needs_no_code_and_keeps_the_counterfactuals(
 def test_a_given_trained_autoencoder_is_used_as_it_is(squares):
     normal = squares[0]
     autoencoder = train_autoencoder(
-        normal, steps=5, progress=False, autoencoder=ConvAutoencoder(1, latent_channels=2, width=4)
+        normal,
+        steps=5,
+        progress=False,
+        autoencoder=ConvAutoencoder(1, latent_channels=2, width=4, downsamplings=2),
     )
     before = {k: v.clone() for k, v in autoencoder.state_dict().items()}
     explainer = LatentCounterfactualExplainer(config=TINY, autoencoder=autoencoder)
@@ -132,7 +135,7 @@ def test_checkpoint_dir_keeps_the_own_autoencoder(squares, tmp_path):
 
 def test_errors_name_the_problem(squares, tmp_path):
     normal = squares[0]
-    small = bright_square_images(16, False, size=16, seed=3)
+    small = bright_square_images(16, False, size=8, seed=3)
     with pytest.raises(ValueError, match="4x4 latents"):
         LatentCounterfactualExplainer(config=TINY).fit(BrightSquare(), loader(small), steps=1)
     with pytest.raises(ValueError, match="one process"):
