@@ -45,7 +45,8 @@ from captum_cfx.data import LabeledImages, colored_mnist
 from captum_cfx.data.synthetic import DOMAINS, synthetic_domain
 from captum_cfx.detectors import VectorDetector
 from captum_cfx.detectors.adapter import score_images
-from captum_cfx.metrics import auroc, normality_auroc, train_classifier, validity
+from captum_cfx.diagnosis import FLAGS
+from captum_cfx.metrics import auroc, contrast, normality_auroc, train_classifier, validity
 
 #: A factor reading counts only at this oracle confidence (strict: unsure reads as "other").
 ORACLE_CONFIDENCE = 0.9
@@ -98,6 +99,7 @@ def run_cell(
     config: GeneratorConfig,
     seed: int,
     figures: Optional[Path] = None,
+    explainers: Optional[Path] = None,
 ) -> dict:
     train, test, factors, normal_values, counts = domain_data(name, seed)
     normal = train.normal()
@@ -134,6 +136,8 @@ def run_cell(
         )
     fit_warnings = [str(w.message) for w in caught if issubclass(w.category, FitWarning)]
     fit_minutes = (time.time() - start) / 60
+    if explainers is not None:
+        explainer.save(explainers / f"{name}_{detector_name}")
     phi = explainer.forward_func
     scores = score_images(phi, test.images)
     anomalies = test.anomalous()
@@ -163,6 +167,9 @@ def run_cell(
         grid = torch.cat(rows).expand(-1, 3, -1, -1)
         figures.mkdir(parents=True, exist_ok=True)
         save_image(grid, figures / f"{name}_{detector_name}.png", nrow=12, padding=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplanationWarning)
+        diagnosis = explainer.diagnose(flagged.images)
     for k in range(2):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ExplanationWarning)
@@ -182,6 +189,14 @@ def run_cell(
                 f"{factors[1]}_only": 100 * float(b_only.float().mean()),
                 "neither": 100 * float(neither.float().mean()),
                 "other": 100 * float((~(a_only | b_only | neither)).float().mean()),
+                # diagnose's flags on these counterfactuals (% of them), and their contrast
+                # beside the inputs' and the limit below which one is faded
+                "diagnosis": {
+                    flag: 100 * float(diagnosis[flag][:, k].float().mean()) for flag in FLAGS
+                },
+                "contrast": float(diagnosis["contrast"][:, k].mean()),
+                "contrast_inputs": float(contrast(flagged.images).mean()),
+                "faint_limit": float(explainer.normal_reference_.faint_limit),
             }
         )
     return cell
@@ -202,7 +217,14 @@ def execute(args: argparse.Namespace) -> None:
         for detector_name in args.detectors:
             cells.append(
                 run_cell(
-                    name, detector_name, steps, args.max_steps, config, args.seed, args.figures
+                    name,
+                    detector_name,
+                    steps,
+                    args.max_steps,
+                    config,
+                    args.seed,
+                    args.figures,
+                    args.explainers,
                 )
             )
             print(json.dumps(cells[-1]), flush=True)
@@ -224,6 +246,7 @@ def arguments(description: str, domains, detectors, out: str) -> argparse.Argume
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--config", type=json.loads, default={})
     parser.add_argument("--figures", type=Path, default=Path("results/figures/generalisation"))
+    parser.add_argument("--explainers", type=Path, help="save each cell's fitted explainer here")
     parser.add_argument(
         "--merge", type=Path, nargs="+", help="combine these runs' JSONs into --out, fit nothing"
     )
