@@ -136,12 +136,15 @@ def main() -> None:
         if name == "latent":
             start = time.perf_counter()
             shape = {"latent_channels": args.latent_channels, "downsamplings": args.downsamplings}
+            with torch.random.fork_rng(devices=[]):  # its weights from --seed, as fit seeds them
+                torch.manual_seed(args.seed)
+                initial = ConvAutoencoder(3, **shape)
             autoencoder = train_autoencoder(
                 train.normal().images,
                 steps=args.autoencoder_steps,
                 seed=args.seed,
                 progress=False,
-                autoencoder=ConvAutoencoder(3, **shape),
+                autoencoder=initial,
             )
             extra = {"autoencoder_seconds": round(time.perf_counter() - start, 1), **shape}
             explainer = LatentCounterfactualExplainer(n_concepts=2, autoencoder=autoencoder)
