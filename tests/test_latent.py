@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from captum_cfx import CounterfactualAnomalyExplainer, FitWarning, LatentCounterfactualExplainer
 from captum_cfx.latent import (
     ConvAutoencoder,
+    LatentAutoencoder,
     LatentDetector,
     LatentRange,
     load_autoencoder_kl,
@@ -215,3 +216,11 @@ def test_autoencoder_kl_from_a_folder_fits_saves_and_loads(tmp_path):
         LatentCounterfactualExplainer(config=TINY, autoencoder=tmp_path / "vae").fit(
             BrightSquare(), loader(grey), steps=1
         )
+
+
+def test_an_autoencoder_without_encode_and_decode_cannot_be_made():
+    class Incomplete(LatentAutoencoder):
+        pass
+
+    with pytest.raises(TypeError, match="abstract"):
+        Incomplete()

@@ -9,6 +9,7 @@ none (:func:`train_autoencoder`); :mod:`captum_cfx.latent.kl` wraps Stable Diffu
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -20,26 +21,26 @@ from captum_cfx.generative.trainer import random_subset
 from captum_cfx.streaming import Images
 
 
-class LatentAutoencoder(nn.Module):
+class LatentAutoencoder(nn.Module, ABC):
     """An autoencoder for the latent path: images (N, C, H, W) in [0, 1] <-> latents
     (N, c, H / f, W / f), f = ``downscale``; both directions differentiable, the weights
     frozen while G' trains.
 
-    Subclasses set ``image_channels``, ``latent_channels`` and ``downscale`` and implement
-    :meth:`encode` and :meth:`decode`.
+    An abstract base: subclasses set ``image_channels``, ``latent_channels`` and ``downscale``
+    and implement :meth:`encode` and :meth:`decode` (it cannot be instantiated without them).
     """
 
     image_channels: int
     latent_channels: int
     downscale: int
 
+    @abstractmethod
     def encode(self, x: Tensor) -> Tensor:
         """A_enc: images (N, C, H, W) in [0, 1] -> latents (N, c, H / f, W / f)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def decode(self, z: Tensor) -> Tensor:
         """A_dec: latents (N, c, h, w) -> images (N, C, h f, w f) in [0, 1]."""
-        raise NotImplementedError
 
 
 def _block(in_width: int, out_width: int) -> nn.Sequential:
