@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from captum_cfx.detectors.adapter import as_detector
-from captum_cfx.fit_report import corruptions, failures, probe_anomalies
+from captum_cfx.fit_report import MIN_JUDGED, PROBE_SIZE, corruptions, failures, probe_anomalies
 
 
 class Constant(nn.Module):
@@ -58,12 +58,13 @@ def test_probe_prefers_outliers_then_kinds_g_never_trains_on_then_its_own():
     probe, source = probe_anomalies(flags_all, held_out, outliers, seed=0)
     assert source == "outlier_loader" and len(probe) == 8
     probe, source = probe_anomalies(flags_all, held_out, None, seed=0)
-    assert source == "unseen corruptions" and len(probe) == 64
+    # Each of the 16 held-out images is corrupted 32 times: 2 * PROBE_SIZE in all.
+    assert source == "unseen corruptions" and len(probe) == PROBE_SIZE
     # Only the right-half swap among the unseen kinds breaks the mirror symmetry this
     # detector wants; the training kinds' turn, zoom, patches and strokes break it too.
     halves = as_detector(RightHalfDiffers(), calibration="identity")
     probe, source = probe_anomalies(halves, held_out, None, seed=0)
-    assert source == "unseen corruptions" and 0 < len(probe) < 64
+    assert source == "unseen corruptions" and 0 < len(probe) < PROBE_SIZE
     flags_none = as_detector(Constant(-5.0), calibration="identity")
     probe, source = probe_anomalies(flags_none, held_out, None, seed=0)
     assert len(probe) == 0
@@ -93,3 +94,18 @@ def test_failures_name_concepts_that_make_one_edit_and_an_empty_probe():
     assert "one edit" in problem
     (problem,) = failures(report([], n_judged=0))
     assert "no anomaly was at hand" in problem
+
+
+def test_failures_say_when_too_few_anomalies_were_judged_to_vouch_for_the_fit():
+    assert failures(report([1.0, 1.0], n_judged=MIN_JUDGED)) == []
+    (problem,) = failures(report([1.0, 1.0], n_judged=11))
+    assert "only 11 anomalies" in problem and "outlier_loader" in problem
+
+
+def test_failures_name_an_autoencoder_whose_reconstructions_phi_flags():
+    latent = report([0.9, 0.9])
+    latent["autoencoder"] = {"reconstruction_false_alarms": 0.1}
+    assert failures(latent) == []
+    latent["autoencoder"]["reconstruction_false_alarms"] = 0.25
+    (problem,) = failures(latent)
+    assert "phi flags 25% of the autoencoder's reconstructions" in problem
