@@ -370,9 +370,11 @@ class CounterfactualAnomalyExplainer(Attribution):
         trainer: CounterfactualTrainer, judged_on: Optional[str]
     ) -> Dict[str, Any]:
         """What ``fit_report_`` says of the training: where the judged anomalies came from,
-        the steps trained, the step of the kept G and the judgement at every scoring."""
+        the steps trained, the step of the kept G, the judgement at every scoring and the
+        factor by which phi's flatness weighted L_phi up (1 for a steep detector)."""
         return {
             "judged_on": judged_on,
+            "phi_gain": trainer.phi_gain,
             "steps": trainer.step,
             "kept_step": trainer.best["step"] if trainer.best else trainer.step,
             "quality_by_step": [list(pair) for pair in trainer.scores],

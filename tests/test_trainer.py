@@ -15,7 +15,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from captum_cfx import CounterfactualAnomalyExplainer, GeneratorConfig, as_detector
 from captum_cfx.generative.augment import robust_view
-from captum_cfx.generative.trainer import FLOOR_SAMPLE, CounterfactualTrainer
+from captum_cfx.generative.trainer import (
+    FLOOR_SAMPLE,
+    MAX_PHI_GAIN,
+    PHI_STEEPNESS,
+    CounterfactualTrainer,
+)
 
 
 class SquareOrNoise(nn.Module):
@@ -47,6 +52,50 @@ def _trainer(
         seed=0,
         reference=reference,
     )
+
+
+class MeanLogit(nn.Module):
+    """phi's logit: ``gain`` times the mean pixel minus 1/2, whose d logit / d x has L1 norm
+    ``gain`` exactly."""
+
+    def __init__(self, gain: float) -> None:
+        super().__init__()
+        self.gain = gain
+
+    def forward(self, x):
+        return self.gain * (x.mean((1, 2, 3)) - 0.5)
+
+
+@pytest.mark.parametrize(
+    "steepness, gain",
+    [(PHI_STEEPNESS / 10, 10.0), (PHI_STEEPNESS * 10, 1.0), (1e-6, MAX_PHI_GAIN)],
+)
+def test_l_phi_is_weighted_up_for_a_flat_detector_by_its_steepness_not_for_a_steep_one(
+    steepness, gain
+):
+    normal = bright_square_images(64, False, seed=1)
+    trainer = CounterfactualTrainer(
+        as_detector(MeanLogit(steepness), calibration="sigmoid"),
+        normal,
+        None,
+        2,
+        TINY,
+        torch.device("cpu"),
+        seed=0,
+    )
+    record = trainer.train_step()
+    assert record["phi_gain"] == pytest.approx(gain, rel=1e-4)
+    cfg = trainer.config
+    weights = {
+        "loss_gan": cfg.lambda_gan,
+        "loss_phi": cfg.lambda_phi * gain,
+        "loss_rec": cfg.lambda_rec,
+        "loss_cyc": cfg.lambda_cyc,
+        "loss_con": cfg.lambda_con,
+        "loss_distinct": cfg.lambda_distinct,
+    }
+    total = sum(weight * record[name] for name, weight in weights.items())
+    assert record["loss_total"] == pytest.approx(total, rel=1e-4)
 
 
 def test_the_floor_is_the_median_of_all_kinds_of_normal_image_in_a_sorted_set():

@@ -51,6 +51,11 @@ FLOOR_RANGE = (0.05, 0.95)
 #: With a black-box detector, the images whose counterfactuals the surrogate learns at every
 #: scoring.
 ACTIVE_SAMPLE = 256
+#: L_phi's weight is per unit of phi's steepness: the L1 norm of d logit / d x (how far the
+#: logit moves when every pixel moves by one), the median over ``STEEPNESS_SAMPLE`` reference
+#: normal images. A detector flatter than ``PHI_STEEPNESS`` has L_phi weighted up by the ratio
+#: (at most ``MAX_PHI_GAIN``); a steeper one keeps ``lambda_phi``.
+PHI_STEEPNESS, STEEPNESS_SAMPLE, MAX_PHI_GAIN = 130.0, 64, 100.0
 
 
 def random_subset(images: Images, size: int, rng: torch.Generator) -> Tensor:
@@ -159,6 +164,14 @@ class CounterfactualTrainer:
         levels = torch.tensor(FLOOR_RANGE, device=self.normal_scores.device)
         low, high = self.normal_scores.quantile(levels).tolist()
         self.floor_bounds = (low, high)
+        self.phi_gain = min(max(PHI_STEEPNESS / max(self._steepness(), 1e-12), 1.0), MAX_PHI_GAIN)
+
+    def _steepness(self) -> float:
+        """The median L1 norm of d logit / d x over up to ``STEEPNESS_SAMPLE`` reference
+        normal images (how far phi's logit moves when every pixel moves by one)."""
+        x = self.reference[:STEEPNESS_SAMPLE].clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(self.detector.logit(x).float().sum(), x)
+        return float(grad.flatten(1).abs().sum(1).median())
 
     def refresh_surrogate(self) -> None:
         """The active loop of a black-box detector: label G's current alpha = 0
@@ -277,7 +290,7 @@ class CounterfactualTrainer:
             }
             weights = {
                 "loss_gan": cfg.lambda_gan,
-                "loss_phi": cfg.lambda_phi,
+                "loss_phi": cfg.lambda_phi * self.phi_gain,
                 "loss_rec": cfg.lambda_rec,
                 "loss_cyc": cfg.lambda_cyc,
                 "loss_con": cfg.lambda_con,
@@ -316,6 +329,7 @@ class CounterfactualTrainer:
             normal_at_zero=self.running_normal,
             normality_auroc=batch_auroc,
             floor=self.floor,
+            phi_gain=self.phi_gain,
             world_size=self.world.size,
         )
         if self.generator_average is not None:
