@@ -46,6 +46,18 @@ SPURIOUS = 0
 DETECTORS = ("biased", "clean")
 
 
+def bce_detector(train: LabeledImages, epochs: int, seed: int) -> nn.Module:
+    """A BCE-OE detector trained on ``train``'s normal images against its anomalous ones."""
+    return train_detector(
+        "bce",
+        DataLoader(train.normal(), batch_size=128, shuffle=True),
+        DataLoader(train.anomalous(), batch_size=128, shuffle=True),
+        epochs=epochs,
+        seed=seed,
+        progress=False,
+    )
+
+
 def factor_oracles(train: LabeledImages, epochs: int, seed: int) -> Dict[str, nn.Module]:
     """One classifier per factor of the signs ``train`` (uniform backgrounds), images
     (N, 3, H, W) -> logits (N, values)."""
@@ -211,14 +223,7 @@ def main() -> None:
     cells = {}
     for name in DETECTORS:
         train = splits[name]
-        detector = train_detector(
-            "bce",
-            DataLoader(train.normal(), batch_size=128, shuffle=True),
-            DataLoader(train.anomalous(), batch_size=128, shuffle=True),
-            epochs=args.detector_epochs,
-            seed=args.seed,
-            progress=False,
-        )
+        detector = bce_detector(train, args.detector_epochs, args.seed)
         cells[name] = audit(detector, train, test, oracles, args.max_steps, args.seed)
         print(name, {k: v for k, v in cells[name].items() if k != "_shown"}, flush=True)
     args.figure.parent.mkdir(parents=True, exist_ok=True)

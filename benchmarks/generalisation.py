@@ -170,6 +170,8 @@ def run_cell(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExplanationWarning)
         diagnosis = explainer.diagnose(flagged.images)
+    contrast_inputs = float(contrast(flagged.images).mean())
+    faint_limit = float(explainer.normal_reference_.faint_limit)
     for k in range(2):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ExplanationWarning)
@@ -195,8 +197,8 @@ def run_cell(
                     flag: 100 * float(diagnosis[flag][:, k].float().mean()) for flag in FLAGS
                 },
                 "contrast": float(diagnosis["contrast"][:, k].mean()),
-                "contrast_inputs": float(contrast(flagged.images).mean()),
-                "faint_limit": float(explainer.normal_reference_.faint_limit),
+                "contrast_inputs": contrast_inputs,
+                "faint_limit": faint_limit,
             }
         )
     return cell

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Dict
 
 import torch
-from bias_audit import changes, factor_oracles
+from bias_audit import bce_detector, changes, factor_oracles
 from paper_tables_signs import sign_features
 from provenance import provenance, write_json
 from torch import nn
@@ -42,7 +42,6 @@ from torch.utils.data import DataLoader
 from captum_cfx import (
     CounterfactualAnomalyExplainer,
     LatentCounterfactualExplainer,
-    train_detector,
 )
 from captum_cfx.data import LabeledImages, traffic_signs
 from captum_cfx.detectors import score_images
@@ -121,14 +120,7 @@ def main() -> None:
     test = traffic_signs(args.test, args.size, args.seed + 2)
     oracles = factor_oracles(traffic_signs(args.train, args.size, args.seed + 1), 6, args.seed)
     features = sign_features(train, args.seed)
-    detector = train_detector(
-        "bce",
-        DataLoader(train.normal(), batch_size=128, shuffle=True),
-        DataLoader(train.anomalous(), batch_size=128, shuffle=True),
-        epochs=args.detector_epochs,
-        seed=args.seed,
-        progress=False,
-    )
+    detector = bce_detector(train, args.detector_epochs, args.seed)
     scores = score_images(detector, test.images)
     cells = {}
     for name in args.paths:

@@ -279,10 +279,10 @@ def failures(report: Dict[str, Any]) -> List[str]:
         return problems
     if report["n_judged"] < MIN_JUDGED:
         problems.append(
-            f"only {report['n_judged']} anomalies were at hand to judge the counterfactuals by "
-            f"({report.get('judged_on')}; {MIN_JUDGED} needed): phi flags few of the corrupted "
-            "held-out normal images, and the shares below rest on too few to vouch for the "
-            "explanations (pass outlier_loader= with anomalies phi flags)"
+            f"only {report['n_judged']} anomalies that phi flags were at hand to judge the "
+            f"counterfactuals by ({report.get('judged_on')}; {MIN_JUDGED} needed): shares of so "
+            "few cannot vouch for the explanations (pass outlier_loader= with more anomalies "
+            "phi flags)"
         )
     short = [k for k, c in enumerate(report["concepts"]) if c["validity"] < MIN_VALIDITY]
     if short:

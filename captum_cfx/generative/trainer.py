@@ -158,7 +158,8 @@ class CounterfactualTrainer:
 
     def _score_reference(self) -> None:
         """phi's logits on the reference normal images: the floor's median and range and
-        the quantile targets (logits, since a floor score can round to 0)."""
+        the quantile targets (logits, since a floor score can round to 0); and phi's
+        steepness on them, which sets ``phi_gain``."""
         self.normal_scores = score_images(self.detector.logit, self.reference).float()  # (M,)
         self.normal_median = float(self.normal_scores.median())
         levels = torch.tensor(FLOOR_RANGE, device=self.normal_scores.device)
