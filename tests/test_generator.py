@@ -97,6 +97,10 @@ def test_the_networks_grow_a_level_per_doubling_above_64_pixels(size, levels):
     assert out.shape == x.shape
     assert discriminator(x, torch.rand(2)).shape[0] == 2
     assert classifier(x, out).shape == (2, 2)
+    # D reads the image at stride 1 up to 64 pixels, through one stride-2 layer per doubling
+    # above: a 128-pixel step costs it what a 64-pixel one does.
+    strides = [m.stride[0] for m in discriminator.net if isinstance(m, nn.Conv2d)]
+    assert strides == [1] * (levels == 0) + [2] * (levels + 2) + [1]
     if levels == 0:  # explainers saved before the deeper levels existed load as they were
         assert not any(k.startswith(("deeper", "shallower")) for k in generator.state_dict())
 

@@ -1,7 +1,7 @@
 """The three networks of the method: the generator G, the discriminator D, the concept
 classifier R. All adapt to 1 or 3 channels and to inputs of 8 to 256 pixels a side, square or
 not: above 64 pixels, G and D grow one level deeper per doubling (:func:`extra_levels`), so
-that their receptive fields keep their share of the image.
+that their receptive fields keep their share of the image (G at its bottom, D at its top).
 """
 
 from __future__ import annotations
@@ -211,25 +211,23 @@ class Discriminator(nn.Module):
     Args:
         channels: image channels, 1 or 3.
         width: the first layer's width; the next two double it.
-        extra: stride-2 layers added before the last (:func:`extra_levels` of the image
-            size), so that the receptive field stays about half the image.
+        extra: stride-2 layers that read the image instead of the first, stride-1 one
+            (:func:`extra_levels` of the image size): the receptive field stays about half
+            the image, and a step at 128 pixels costs D what one at 64 does.
     """
 
     def __init__(self, channels: int, width: int = 32, extra: int = 0) -> None:
         super().__init__()
-        deeper = [
-            layer
-            for _ in range(extra)
-            for layer in (_sn_conv(4 * width, 4 * width, 4, 2), nn.LeakyReLU(0.2))
-        ]
+        # Up to 64 pixels a stride-1 layer reads the image; above, one stride-2 layer per
+        # doubling does, so that the rest sees what it sees at 64 pixels.
+        first = [_sn_conv(channels, width, 3, 1)] if extra == 0 else []
+        stem = [_sn_conv(channels if i == 0 else width, width, 4, 2) for i in range(extra)]
         self.net = nn.Sequential(
-            _sn_conv(channels, width, 3, 1),
-            nn.LeakyReLU(0.2),
+            *(layer for conv in first + stem for layer in (conv, nn.LeakyReLU(0.2))),
             _sn_conv(width, 2 * width, 4, 2),
             nn.LeakyReLU(0.2),
             _sn_conv(2 * width, 4 * width, 4, 2),
             nn.LeakyReLU(0.2),
-            *deeper,
             _sn_conv(4 * width, 1, 3, 1),
         )
         self.score_embedding = nn.Sequential(

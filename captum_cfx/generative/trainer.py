@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from captum_cfx._device import mixed_precision
+from captum_cfx._device import cpu_memory_retained, mixed_precision
 from captum_cfx._io import atomic_save
 from captum_cfx.detectors.adapter import AnomalyDetector, phi_from_logit, score_images
 from captum_cfx.detectors.surrogate import REFRESH_STEPS, SurrogateDistiller
@@ -527,31 +527,33 @@ class CounterfactualTrainer:
             disable=not (progress and self.world.is_main),
         )
         try:
-            while self.step < steps:
-                for net in (G, D, R):
-                    net.train()
-                record = self.train_step()
-                bar.update(1)
-                if self.step % 10 == 0 or self.step == steps:
-                    bar.set_postfix(
-                        phi=f"{record['loss_phi']:.3f}",
-                        rec=f"{record['loss_rec']:.3f}",
-                        gan=f"{record['loss_gan']:.2f}",
-                        normal_at_0=f"{self.running_normal:.2f}",
-                    )
-                if self.step % checkpoint_every == 0 or self.step == steps:
-                    self.refresh_surrogate()
-                    self._eval_mode()
-                    score = self.running_normal
-                    if evaluate is not None:  # rank 0's judgement, so all keep the same G
-                        score = self.world.from_main(evaluate() if self.world.is_main else 0.0)
-                    self.scores.append((self.step, float(score)))
-                    self._snapshot_if_best(score)
-                    stop = evaluate is not None and 0 < patience <= self.best["stale"]  # type: ignore[index]
-                    if path is not None and self.world.is_main:
-                        atomic_save(self.state_dict(), path)
-                    if stop:
-                        break
+            # Freed activations stay in the heap for the next step (a no-op off glibc CPUs).
+            with cpu_memory_retained(self.device):
+                while self.step < steps:
+                    for net in (G, D, R):
+                        net.train()
+                    record = self.train_step()
+                    bar.update(1)
+                    if self.step % 10 == 0 or self.step == steps:
+                        bar.set_postfix(
+                            phi=f"{record['loss_phi']:.3f}",
+                            rec=f"{record['loss_rec']:.3f}",
+                            gan=f"{record['loss_gan']:.2f}",
+                            normal_at_0=f"{self.running_normal:.2f}",
+                        )
+                    if self.step % checkpoint_every == 0 or self.step == steps:
+                        self.refresh_surrogate()
+                        self._eval_mode()
+                        score = self.running_normal
+                        if evaluate is not None:  # rank 0's judgement, so all keep the same G
+                            score = self.world.from_main(evaluate() if self.world.is_main else 0.0)
+                        self.scores.append((self.step, float(score)))
+                        self._snapshot_if_best(score)
+                        stop = evaluate is not None and 0 < patience <= self.best["stale"]  # type: ignore[index]
+                        if path is not None and self.world.is_main:
+                            atomic_save(self.state_dict(), path)
+                        if stop:
+                            break
         except KeyboardInterrupt:
             # The step in progress is dropped; the last checkpoint stays the resume point.
             self._restore_best()
