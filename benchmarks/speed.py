@@ -1,11 +1,11 @@
 """Seconds per training step of the explainer on RGB images (32x32 by default) on one CPU
 thread, and the process's peak resident memory (run one size per process to read it per size).
 
-The step is ``CounterfactualTrainer.train_step``, with the CPU allocator set as ``run`` sets it,
-with ``GeneratorConfig()`` (or ``--config``)
-against a plain CNN detector with raw logits, on random images (the time of a step does not
-depend on what the images show). Run it against another checkout of the library (e.g. the
-last release, through ``PYTHONPATH``) to compare two versions on the same machine.
+The step is ``CounterfactualTrainer.train_step`` with ``GeneratorConfig()`` (or ``--config``),
+inside ``cpu_memory_retained`` as ``CounterfactualTrainer.run`` trains, against a plain CNN
+detector with raw logits, on random images (the time of a step does not depend on what the
+images show). Run it against another checkout of the library (e.g. the last release, through
+``PYTHONPATH``) to compare two versions on the same machine.
 
     python speed.py --label after --out results/speed.json
 """
@@ -53,7 +53,7 @@ def seconds_per_step(config: GeneratorConfig, size: int, steps: int, warmup: int
     phi = as_detector(plain_cnn(3), calibration="sigmoid")  # seeded above
     device = torch.device("cpu")
     trainer = CounterfactualTrainer(phi, normal, outliers, 2, config, device, seed=0)
-    with cpu_memory_retained(device):  # as CounterfactualTrainer.run trains
+    with cpu_memory_retained(device):
         for _ in range(warmup):
             trainer.train_step()
         start = time.perf_counter()

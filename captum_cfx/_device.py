@@ -4,7 +4,6 @@ how the CPU's memory allocator serves a training run."""
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 from contextlib import contextmanager
 from typing import Iterator, Optional, Union
@@ -37,11 +36,11 @@ _DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
 
 
 def _glibc() -> Optional[ctypes.CDLL]:
-    """The C library when it is glibc (the one whose mallopt these settings are for), else
-    None."""
+    """The process's C library when it is glibc (the one whose mallopt these settings are
+    for), else None."""
     if not sys.platform.startswith("linux"):
         return None
-    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc = ctypes.CDLL(None)  # the symbols the process already has loaded, libc's among them
     needed = ("gnu_get_libc_version", "mallopt", "malloc_trim")
     return libc if all(hasattr(libc, name) for name in needed) else None
 

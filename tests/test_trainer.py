@@ -5,6 +5,7 @@ targets, G's weights' moving average (``ema_decay``) and the best-judged snapsho
 from __future__ import annotations
 
 import resource
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import List, Optional
 
@@ -386,6 +387,26 @@ def test_a_cpu_training_run_reuses_freed_memory_instead_of_faulting_it_in_again(
             _page_faults_of_a_fresh_tensor(numel)
         again = [_page_faults_of_a_fresh_tensor(numel) for _ in range(3)]
     assert max(again) < pages / 10
+
+
+def test_every_training_step_of_a_run_is_taken_inside_the_retained_memory_block(monkeypatch):
+    inside: List[bool] = []
+    steps_inside: List[bool] = []
+
+    @contextmanager
+    def recording(device):
+        inside.append(True)
+        yield
+        inside.pop()
+
+    monkeypatch.setattr("captum_cfx.generative.trainer.cpu_memory_retained", recording)
+    trainer = _trainer(bright_square_images(64, False, seed=1, flat=True))
+    take_step = trainer.train_step
+    monkeypatch.setattr(
+        trainer, "train_step", lambda: steps_inside.append(bool(inside)) or take_step()
+    )
+    trainer.run(3, progress=False)
+    assert steps_inside == [True] * 3 and not inside
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
