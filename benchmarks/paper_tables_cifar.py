@@ -10,11 +10,12 @@ classes), validity, proximity and concept accuracy on the test split. Writes one
 detector, pooled over the classes; ``paper_tables.py --merge`` puts them into the table.
 
     CAPTUM_CFX_DATA=DIR python benchmarks/paper_tables_cifar.py --out FILE
-        [--classes 0 1 ...] [--detectors bce hsc dsvdd] [--steps 1000] [--config JSON]
-        [--detector-config JSON] [--detector-augment [shift]] [--patch-outliers]
+        [--classes 0 1 ...] [--detectors bce hsc dsvdd] [--steps 1000] [--presets JSON]
+        [--config JSON] [--detector-augment [shift]] [--patch-outliers]
         [--stroke-outliers] [--overlay-outliers [--overlay-levels LO HI]]
         [--reference-share S] [--quick] [--figures DIR] [--explainers DIR]
 
+Every detector's cells use ``GeneratorConfig()`` (no preset was measured on CIFAR-10).
 Without the files it stops at once with ``load_cifar10``'s message, which says where they go.
 ``--quick`` (class 0, 150-step fits, 5 detector epochs) checks the pipeline; it measures
 nothing.
@@ -59,7 +60,7 @@ def cifar_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List[D
 
 
 def main() -> None:
-    args = one_vs_rest_arguments(__doc__.split("\n")[0])
+    args = one_vs_rest_arguments(__doc__.split("\n")[0], presets={})
     try:
         load_cifar10(False)  # before any training: say where the files go when they are not
     except FileNotFoundError as err:

@@ -10,10 +10,12 @@ own shift, what counterfactuals exactly like each normal mode would score). Writ
 per detector; ``paper_tables.py --merge`` pools the seeds and puts them into the table.
 
     python benchmarks/paper_tables_colored.py --out FILE [--detectors bce hsc dsvdd]
-        [--steps 1200] [--config JSON] [--detector-config JSON] [--detector-augment [shift]]
+        [--steps 1200] [--presets JSON] [--config JSON] [--detector-augment [shift]]
         [--seed S] [--quick] [--figures DIR] [--explainers DIR]
 
-``--quick`` (150-step fits, 5 detector epochs) checks the pipeline; it measures nothing.
+Each detector's cells use its ``captum_cfx.Preset`` (``COLORED_PRESETS``), the recipes these
+cells measured; ``--presets '{}'`` fits them with ``GeneratorConfig()`` instead. ``--quick``
+(150-step fits, 5 detector epochs) checks the pipeline; it measures nothing.
 """
 
 from __future__ import annotations
@@ -151,10 +153,18 @@ def colored_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List
     return rows
 
 
+#: The preset of each detector's Colored-MNIST cells.
+COLORED_PRESETS = {
+    "bce": "colored_mnist",
+    "hsc": "colored_mnist_hsc",
+    "dsvdd": "colored_mnist_dsvdd",
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     detector_arguments(parser)
-    fit_arguments(parser, steps=1200)
+    fit_arguments(parser, steps=1200, presets=COLORED_PRESETS)
     args = parser.parse_args()
     if args.quick:
         args.steps, args.detector_epochs = 150, 5

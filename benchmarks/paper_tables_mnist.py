@@ -12,13 +12,14 @@ of other digits and puts them into the table. ``paper_tables_cifar.py`` runs the
 one-vs-rest cells (:func:`one_vs_rest_rows`) on CIFAR-10.
 
     python benchmarks/paper_tables_mnist.py --out FILE [--classes 0 1 ...]
-        [--detectors bce hsc dsvdd] [--steps 1000] [--config JSON] [--detector-config JSON]
+        [--detectors bce hsc dsvdd] [--steps 1000] [--presets JSON] [--config JSON]
         [--detector-augment [shift]] [--patch-outliers] [--stroke-outliers]
         [--overlay-outliers [--overlay-levels LO HI]] [--reference-share S] [--quick]
         [--figures DIR] [--explainers DIR]
 
-``--quick`` (digit 0, 150-step fits, 5 detector epochs) checks the pipeline; it measures
-nothing.
+HSC-OE's and Deep SVDD's cells use ``captum_cfx.Preset.MNIST_FLAT_DETECTOR`` (``MNIST_PRESETS``),
+BCE-OE's ``GeneratorConfig()``; ``--presets '{}'`` fits all with the default. ``--quick``
+(digit 0, 150-step fits, 5 detector epochs) checks the pipeline; it measures nothing.
 """
 
 from __future__ import annotations
@@ -219,15 +220,19 @@ def one_vs_rest_rows(
     return rows
 
 
-def one_vs_rest_arguments(description: str) -> argparse.Namespace:
+#: The preset of each detector's MNIST cells (BCE-OE's: the default ``GeneratorConfig()``).
+MNIST_PRESETS = {"hsc": "mnist_flat_detector", "dsvdd": "mnist_flat_detector"}
+
+
+def one_vs_rest_arguments(description: str, presets: Dict[str, str]) -> argparse.Namespace:
     """The command line of a one-vs-rest cell script (this one, ``paper_tables_cifar.py``):
     the detectors' options, ``--classes`` (default 0 and 8) with the outlier exposure's,
-    the fits' (``--steps`` default 1000) and ``--reference-share``; ``--quick`` sets class
-    0, 150-step fits and 5 detector epochs."""
+    the fits' (``--steps`` default 1000, ``--presets`` default ``presets``) and
+    ``--reference-share``; ``--quick`` sets class 0, 150-step fits and 5 detector epochs."""
     parser = argparse.ArgumentParser(description=description)
     detector_arguments(parser)
     mnist_arguments(parser, classes=[0, 8])
-    fit_arguments(parser, steps=1000)
+    fit_arguments(parser, steps=1000, presets=presets)
     parser.add_argument(
         "--reference-share",
         type=float,
@@ -242,7 +247,7 @@ def one_vs_rest_arguments(description: str) -> argparse.Namespace:
 
 
 def main() -> None:
-    run_cells(one_vs_rest_arguments(__doc__.split("\n")[0]), mnist_rows)
+    run_cells(one_vs_rest_arguments(__doc__.split("\n")[0], MNIST_PRESETS), mnist_rows)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Normal: round speed-limit-like signs (``captum_cfx.data.traffic_signs``); every 
 colour or symbol is an anomaly, on photo backgrounds drawn uniformly. For BCE-OE, HSC-OE and
 DSVDD, trains the detector on the training split (the OE detectors against its anomalies)
 and fits the explainer (K = 2) with the library's defaults (``GeneratorConfig()``, no
-per-detector overrides unless ``--detector-config`` gives them), then measures on the held-out
+preset unless ``--presets`` names one), then measures on the held-out
 split (``table_cells.measure``): normality AuROC, FIDN (in the feature space of a CNN trained
 on the training split's shape x rim colour), validity, proximity, concept accuracy, and what a
 strict per-factor oracle reads changed (``bias_audit.changes``: one classifier per factor,
@@ -127,8 +127,8 @@ def sign_rows(args, configs: Dict[str, GeneratorConfig], stamp: Dict) -> List[Di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     detector_arguments(parser)
-    fit_arguments(parser, steps=1000)
-    parser.set_defaults(detector_epochs=10, detector_config={})
+    fit_arguments(parser, steps=1000, presets={})
+    parser.set_defaults(detector_epochs=10)
     parser.add_argument("--size", type=int, default=32, help="the signs' side in pixels")
     parser.add_argument("--train", type=int, default=4000, help="signs in the training split")
     parser.add_argument("--test", type=int, default=2000, help="held-out signs")

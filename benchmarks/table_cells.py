@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -23,7 +22,7 @@ from table_print import markdown_table
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from captum_cfx import CounterfactualAnomalyExplainer, GeneratorConfig
+from captum_cfx import CounterfactualAnomalyExplainer, GeneratorConfig, Preset
 from captum_cfx.data import FAINT_OVERLAY_LEVELS, LabeledImages
 from captum_cfx.detectors import score_images
 from captum_cfx.metrics import (
@@ -39,10 +38,6 @@ from captum_cfx.visualization import counterfactual_grid
 
 RESULTS = Path(__file__).parent / "results"
 DETECTORS = ("bce", "hsc", "dsvdd")
-#: GeneratorConfig overrides per detector, on both data sets. HSC-OE's and DSVDD's logits are
-#: flat (normal 5-95% about -1.5 to 0.6, against BCE-OE's large logits), so at lambda_phi = 1
-#: the reconstruction and cycle terms hold G at the identity (docs/lab_log.md, issue 4).
-DETECTOR_OVERRIDES = {"hsc": {"lambda_phi": 10.0}, "dsvdd": {"lambda_phi": 10.0}}
 #: The training batches' normality AuROC (``history_["normality_auroc"]``) is averaged over
 #: this many last steps.
 BATCH_AUROC_WINDOW = 250
@@ -159,10 +154,16 @@ def cell_stem(
     return f"{cell}_seed{seed}"
 
 
-def per_detector(config: GeneratorConfig, args) -> Dict[str, GeneratorConfig]:
-    """``config`` with ``args.detector_config``'s overrides, per detector in ``args.detectors``
-    (built before any training, so a bad override fails at once)."""
-    return {name: replace(config, **args.detector_config.get(name, {})) for name in args.detectors}
+def per_detector(args) -> Dict[str, GeneratorConfig]:
+    """Per detector in ``args.detectors``, its preset's configuration (``args.presets``; the
+    default ``GeneratorConfig()`` for a detector without one) with ``args.config``'s fields on
+    top (built before any training, so a bad name or field fails at once)."""
+    configs = {}
+    for name in args.detectors:
+        preset = args.presets.get(name)
+        base = GeneratorConfig() if preset is None else Preset.from_name(preset).config
+        configs[name] = GeneratorConfig.from_dict({**base.to_dict(), **args.config})
+    return configs
 
 
 def brief(cell: Dict) -> str:
@@ -234,19 +235,20 @@ def grid_arguments(parser: argparse.ArgumentParser, classes: List[int]) -> None:
     mnist_arguments(parser, classes)
 
 
-def fit_arguments(parser: argparse.ArgumentParser, steps: int) -> None:
+def fit_arguments(parser: argparse.ArgumentParser, steps: int, presets: Dict[str, str]) -> None:
     """The explainer's options in a cell's script: ``--steps`` (default ``steps``),
-    ``--config``, ``--detector-config``, ``--quick``, ``--figures``, ``--explainers``,
-    ``--out``."""
+    ``--presets`` (default ``presets``: {detector: ``captum_cfx.Preset`` name}), ``--config``,
+    ``--quick``, ``--figures``, ``--explainers``, ``--out``."""
     parser.add_argument("--steps", type=int, default=steps, help="explainer steps per cell")
     parser.add_argument(
-        "--config", type=json.loads, default={}, help="GeneratorConfig fields as JSON"
+        "--config", type=json.loads, default={}, help="GeneratorConfig fields as JSON, on top"
     )
     parser.add_argument(
-        "--detector-config",
+        "--presets",
         type=json.loads,
-        default=DETECTOR_OVERRIDES,
-        help="JSON {detector: GeneratorConfig overrides}, on top of --config",
+        default=presets,
+        help="JSON {detector: captum_cfx.Preset name}; a detector not named gets "
+        f"GeneratorConfig() (default: {json.dumps(presets)})",
     )
     parser.add_argument("--quick", action="store_true", help="one cell, short fits")
     parser.add_argument("--figures", type=Path, help="save each cell's counterfactuals here")
@@ -260,6 +262,6 @@ def run_cells(args, rows: Callable[[Any, Dict[str, GeneratorConfig], Dict], List
     them to ``--out`` and print them as RESULTS.md's table."""
     if args.figures:
         args.figures.mkdir(parents=True, exist_ok=True)
-    table = rows(args, per_detector(GeneratorConfig.from_dict(args.config), args), provenance())
+    table = rows(args, per_detector(args), provenance())
     write_json(table, args.out)
     print(markdown_table(table))

@@ -8,7 +8,7 @@ from captum_cfx.explainer import (
     FitWarning,
     NotFittedError,
 )
-from captum_cfx.generative import GeneratorConfig
+from captum_cfx.generative import GeneratorConfig, Preset
 from captum_cfx.latent import LatentCounterfactualExplainer
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "GeneratorConfig",
     "LatentCounterfactualExplainer",
     "NotFittedError",
+    "Preset",
     "__version__",
     "as_detector",
     "train_detector",

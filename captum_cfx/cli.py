@@ -27,6 +27,7 @@ from captum_cfx.detectors import DETECTORS
 from captum_cfx.diagnosis import MEASURES, flag_names
 from captum_cfx.distributed import is_writer, process_device, under_torchrun
 from captum_cfx.explainer import CounterfactualAnomalyExplainer
+from captum_cfx.generative import Preset
 from captum_cfx.report import REPORT_IMAGES, write_report
 from captum_cfx.visualization import counterfactual_grid
 
@@ -79,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--outliers", type=Path, default=None, help="folder of anomalous images")
     fit.add_argument("--out", type=Path, required=True, help="folder for the explainer")
     fit.add_argument("--n-concepts", type=int, default=2)
+    fit.add_argument(
+        "--preset",
+        default=None,
+        choices=[preset.name.lower() for preset in Preset],
+        help="a named recipe (captum_cfx.Preset) instead of the default GeneratorConfig()",
+    )
     fit.add_argument(
         "--steps",
         type=lambda v: v if v == "auto" else int(v),
@@ -159,7 +166,8 @@ def _run_fit(args: argparse.Namespace) -> int:
     outliers = None if args.outliers is None else [load_image_folder(args.outliers)[0]]
     started_here = not (dist.is_available() and dist.is_initialized())
     try:
-        explainer = CounterfactualAnomalyExplainer(n_concepts=args.n_concepts).fit(
+        config = None if args.preset is None else Preset.from_name(args.preset).config
+        explainer = CounterfactualAnomalyExplainer(n_concepts=args.n_concepts, config=config).fit(
             detector,
             normal,
             outlier_loader=outliers,

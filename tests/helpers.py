@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+from torchvision.utils import save_image
 
 from captum_cfx import CounterfactualAnomalyExplainer, FitWarning, GeneratorConfig
 
@@ -103,3 +104,18 @@ def parse_page(page: str) -> Dict[str, Dict[str, List[str]]]:
     parser.feed(page)
     parser.close()
     return parser.sections
+
+
+class DarkIsNormal(nn.Module):
+    """A tiny detector for the fit/explain commands: brightness is anomalous."""
+
+    def forward(self, x):
+        return torch.sigmoid(20 * (nn.functional.avg_pool2d(x, 4).amax((1, 2, 3)) - 0.4))
+
+
+def write_folder(folder, images):
+    """Save ``images`` (N, C, H, W) as PNGs img00.png, ... into a new ``folder``; returns it."""
+    folder.mkdir(parents=True)
+    for i, image in enumerate(images):
+        save_image(image, folder / f"img{i:02d}.png")
+    return folder

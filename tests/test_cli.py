@@ -8,9 +8,8 @@ import sys
 
 import pytest
 import torch
-from helpers import bright_square_images, parse_page
+from helpers import DarkIsNormal, bright_square_images, parse_page, write_folder
 from matplotlib.image import imread
-from torch import nn
 from torchvision.utils import save_image
 
 from captum_cfx import CounterfactualAnomalyExplainer, cli
@@ -65,20 +64,6 @@ def test_the_demo_writes_figures_metrics_and_a_loadable_explainer(tmp_path, caps
     sections = parse_page(report.read_text(encoding="utf-8"))
     assert [len(sections[f"image-{i}"]["images"]) for i in range(2)] == [18, 18]
     assert "IntegratedGradients" in " ".join(sections["image-1"]["text"])
-
-
-class DarkIsNormal(nn.Module):
-    """A tiny detector for the fit/explain commands: brightness is anomalous."""
-
-    def forward(self, x):
-        return torch.sigmoid(20 * (nn.functional.avg_pool2d(x, 4).amax((1, 2, 3)) - 0.4))
-
-
-def write_folder(folder, images):
-    folder.mkdir(parents=True)
-    for i, image in enumerate(images):
-        save_image(image, folder / f"img{i:02d}.png")
-    return folder
 
 
 def test_fit_then_explain_on_your_own_torchscript_detector(tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 from captum_cfx.generative.config import GeneratorConfig
 from captum_cfx.generative.networks import ConceptClassifier, Discriminator, Generator
+from captum_cfx.generative.presets import Preset
 from captum_cfx.generative.trainer import CounterfactualTrainer
 
 __all__ = [
@@ -10,4 +11,5 @@ __all__ = [
     "Discriminator",
     "Generator",
     "GeneratorConfig",
+    "Preset",
 ]
