@@ -37,6 +37,10 @@ def test_a_presets_metrics_are_the_table_rows_it_names(preset):
     for detector, metrics in preset.recipe.metrics.items():
         (row,) = [r for r in rows if (r["dataset"], r["detector"]) == (data_set, detector)]
         assert row["n_runs"] == preset.recipe.runs
+        # The row was fitted with the preset: every field it recorded that the library still
+        # has is the preset's (the others are switches since built in or retired).
+        recorded = {name: row["config"][name] for name in preset.config.to_dict()}
+        assert GeneratorConfig.from_dict(recorded) == preset.config
         assert metrics["normality_auroc"] == pytest.approx(
             100 * row["normality_auroc"][0], abs=0.05
         )
