@@ -27,7 +27,7 @@ def test_a_preset_is_the_default_recipe_but_for_its_overrides(preset):
     }
     assert changed == set(preset.recipe.overrides) and changed
     for name, value in preset.recipe.overrides.items():
-        assert getattr(config, name) == (tuple(value) if isinstance(value, list) else value)
+        assert getattr(config, name) == value
 
 
 @pytest.mark.parametrize("preset", list(Preset))
